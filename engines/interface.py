@@ -1,0 +1,107 @@
+"""What a training engine and an image engine are: the one contract between the app and its engines.
+
+The job manager (``isengard_desktop.jobs``) and the UI only ever see the types in this module.
+An engine is one class, registered in ``engines.registry`` as ``"module:Class"`` and loaded
+lazily; it runs *inside a worker subprocess* and talks back through an ``emit`` callback that
+takes plain JSON-serialisable dicts (one event per line on the worker's stdout), and honours a
+``should_stop`` callable that turns true when the user presses Cancel.
+
+This shape fits both an in-process trainer (the built-in diffusers engine calls ``emit`` from its
+loop) and a subprocess-driven one (the AI-Toolkit adapter parses its child's output and calls
+``emit`` for what it reads).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Protocol, runtime_checkable
+
+API_VERSION = 1
+
+Emit = Callable[[dict[str, Any]], None]
+ShouldStop = Callable[[], bool]
+
+# Event names a worker may emit (CONVENTIONS 4). Every event is a dict with "event" set to one of these.
+EVENTS = (
+    "progress",  # step, total, loss, lr, it_per_s, eta_s
+    "sample",  # step, path, prompt
+    "checkpoint",  # step, path
+    "log",  # level, message
+    "gpu",  # util, vram_used_mb, vram_total_mb, temp_c  (or cpu_percent, ram_used_mb when no GPU)
+    "artifact",  # kind ("lora", "image", ...), path
+    "error",  # message, hint
+    "done",  # state: succeeded | cancelled | failed
+)
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether an engine can run here, and if not, a sentence saying why and what to do."""
+
+    available: bool
+    reason: str = ""
+
+
+@dataclass
+class DatasetItem:
+    """One training image: its file in the volume and its final caption (trigger word already substituted)."""
+
+    path: str
+    caption: str
+
+
+@dataclass
+class TrainingSpec:
+    """Everything a training engine needs for one run. JSON round-trips through ``to_dict``/``from_dict``.
+
+    ``output_dir`` is the job folder: the engine writes checkpoints, samples, caches and the final
+    LoRA there. Re-running the same spec with ``resume=True`` continues from the newest checkpoint.
+    """
+
+    base_model: str  # path to a diffusers folder (FLUX.1-dev, or the fast-test tiny model)
+    base_model_name: str  # human name recorded in the LoRA metadata, e.g. "FLUX.1-dev"
+    output_dir: str
+    dataset: list[DatasetItem]
+    trigger_word: str
+    lora_name: str  # file stem of the final LoRA, e.g. "ada_lovelace"
+    preset: str = "quick"
+    steps: int = 500
+    learning_rate: float = 1e-4
+    rank: int = 16
+    alpha: int = 16
+    resolutions: list[int] = field(default_factory=lambda: [512])  # bucket side lengths (max side)
+    batch_size: int = 1
+    save_every: int = 100
+    sample_every: int = 100
+    sample_prompts: list[str] = field(default_factory=list)
+    sample_steps: int = 20
+    sample_seed: int = 42
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    low_vram: bool = False
+    num_threads: int = 0  # 0 = engine decides
+    resume: bool = False
+    schema_version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingSpec:
+        data = dict(data)
+        data["dataset"] = [DatasetItem(**item) for item in data.get("dataset", [])]
+        return cls(**data)
+
+
+@runtime_checkable
+class TrainingEngine(Protocol):
+    """A LoRA trainer. ``train`` runs inside the worker subprocess and blocks until done."""
+
+    name: str
+    kinds: tuple[str, ...]  # ("training",) or ("training", "image")
+
+    def availability(self) -> Availability: ...
+
+    def train(self, spec: TrainingSpec, emit: Emit, should_stop: ShouldStop) -> str:
+        """Train; return the final state: "succeeded", "cancelled" or "failed"."""
+        ...

@@ -1,0 +1,56 @@
+"""The application context: one volume, its database, settings and the core services over them.
+
+Both the window and the CLI start from ``AppContext.open``; tests open one on a temporary folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from isengard_desktop.core.characters import CharacterService
+from isengard_desktop.core.dataset import DatasetService
+from isengard_desktop.core.importer import Importer
+from isengard_desktop.storage import settings as settings_store
+from isengard_desktop.storage.db import Database
+from isengard_desktop.storage.repositories import CharacterRepository, ImageRepository
+from isengard_desktop.storage.settings import Settings
+from isengard_desktop.storage.volume import Volume
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class AppContext:
+    volume: Volume
+    db: Database
+    settings: Settings
+    mode: str
+    characters: CharacterService
+    dataset: DatasetService
+    importer: Importer
+
+    @classmethod
+    def open(cls, root: Path, mode: str) -> AppContext:
+        volume = Volume.open(root)
+        db = Database(volume.database_path)
+        settings = settings_store.load(volume.settings_path)
+        if not volume.settings_path.exists():
+            settings_store.save(volume.settings_path, settings)
+        characters_repo, images_repo = CharacterRepository(db), ImageRepository(db)
+        ctx = cls(
+            volume=volume,
+            db=db,
+            settings=settings,
+            mode=mode,
+            characters=CharacterService(volume, characters_repo, images_repo),
+            dataset=DatasetService(volume, images_repo, characters_repo, settings.min_training_side),
+            importer=Importer(volume, images_repo, settings.min_training_side),
+        )
+        log.info("volume_opened", root=str(volume.root), mode=mode, schema=db.schema_version())
+        return ctx
+
+    def close(self) -> None:
+        self.db.close()

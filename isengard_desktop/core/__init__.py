@@ -1,0 +1,1 @@
+"""Qt-free application core: modes, logging, characters, dataset import and curation."""

@@ -1,0 +1,126 @@
+"""Structured JSON logging (structlog) with a correlation id on every line, and secret redaction.
+
+``configure(volume_logs_dir)`` sends JSON lines to the volume's daily app log and, for the CLI,
+warnings to stderr (never to stdout, which carries ``--json`` results). ``correlation(...)`` binds
+a fresh correlation id for one user action or job; worker processes receive it through the
+``ISENGARD_CORRELATION_ID`` environment variable and bind it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+CORRELATION_ENV = "ISENGARD_CORRELATION_ID"
+
+_SECRET_KEYS = re.compile(r"(token|secret|password|passwd|authorization|api[_-]?key|cookie)", re.I)
+_SECRET_VALUES = re.compile(r"\b(hf_[A-Za-z0-9]{10,}|sk-[A-Za-z0-9]{10,}|Bearer\s+[A-Za-z0-9._-]{10,})")
+REDACTED = "[redacted]"
+
+
+def redact_text(text: str) -> str:
+    """Replace anything that looks like a token in free text."""
+    return _SECRET_VALUES.sub(REDACTED, text)
+
+
+def _redact(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    for key, value in list(event_dict.items()):
+        if _SECRET_KEYS.search(key):
+            event_dict[key] = REDACTED
+        elif isinstance(value, str):
+            event_dict[key] = redact_text(value)
+    return event_dict
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _ensure_correlation(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    event_dict.setdefault("correlation_id", os.environ.get(CORRELATION_ENV, "app"))
+    return event_dict
+
+
+class _DailyFileHandler(logging.Handler):
+    """Appends to ``app-YYYY-MM-DD.jsonl``, switching file when the day changes."""
+
+    def __init__(self, logs_dir: Path) -> None:
+        super().__init__()
+        self.logs_dir = logs_dir
+        self._day = ""
+        self._stream: Any = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        day = datetime.now().strftime("%Y-%m-%d")
+        try:
+            if day != self._day or self._stream is None:
+                if self._stream:
+                    self._stream.close()
+                self.logs_dir.mkdir(parents=True, exist_ok=True)
+                self._stream = open(self.logs_dir / f"app-{day}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+                self._day = day
+            self._stream.write(record.getMessage() + "\n")
+            self._stream.flush()
+        except OSError:
+            self.handleError(record)
+
+    def close(self) -> None:
+        if self._stream:
+            self._stream.close()
+            self._stream = None
+        super().close()
+
+
+def configure(logs_dir: Path | None, *, stderr_level: int = logging.WARNING, file_level: int = logging.INFO) -> None:
+    """Configure structlog and the stdlib root logger. Safe to call again (e.g. after the volume changes)."""
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        _ensure_correlation,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact,
+    ]
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(ensure_ascii=False),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_isengard", False):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(min(stderr_level, file_level))
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(stderr_level)
+    stderr._isengard = True  # type: ignore[attr-defined]
+    root.addHandler(stderr)
+    if logs_dir is not None:
+        handler = _DailyFileHandler(logs_dir)
+        handler.setLevel(file_level)
+        handler._isengard = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+
+
+@contextmanager
+def correlation(action: str, correlation_id: str | None = None, **context: Any) -> Iterator[str]:
+    """Bind a correlation id (and context) for one user action or job; yields the id."""
+    cid = correlation_id or new_correlation_id()
+    with structlog.contextvars.bound_contextvars(correlation_id=cid, action=action, **context):
+        yield cid

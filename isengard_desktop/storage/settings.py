@@ -1,0 +1,60 @@
+"""User settings, stored as versioned JSON in the volume (``settings.json``), with numbered migrations."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from isengard_desktop.errors import VolumeError
+from isengard_desktop.storage import atomic
+
+log = structlog.get_logger(__name__)
+
+SETTINGS_VERSION = 1
+
+
+@dataclass
+class Settings:
+    schema_version: int = SETTINGS_VERSION
+    # Images whose shorter side is below this are imported but flagged "too small for training".
+    min_training_side: int = 512
+    # Extra model folders (e.g. an existing ComfyUI models/ folder) the engines may read from.
+    extra_model_dirs: list[str] = field(default_factory=list)
+    default_training_engine: str = "aitoolkit"
+    default_image_engine: str = "comfyui"
+
+
+# version -> function upgrading a dict from that version to the next one.
+_MIGRATIONS: dict[int, Any] = {}
+
+
+def load(path: Path) -> Settings:
+    """Read settings; a missing file gives the defaults. A newer file is refused, an older one migrated."""
+    if not path.exists():
+        return Settings()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("settings_unreadable", path=str(path), error=str(exc))
+        return Settings()
+    version = int(data.get("schema_version", 1))
+    if version > SETTINGS_VERSION:
+        raise VolumeError(
+            f"The settings in {path} come from a newer version of Isengard Desktop (version {version}); "
+            "update the app or choose another volume folder."
+        )
+    while version < SETTINGS_VERSION:
+        data = _MIGRATIONS[version](data)
+        version += 1
+    known = {f.name for f in fields(Settings)}
+    data = {k: v for k, v in data.items() if k in known}
+    data["schema_version"] = SETTINGS_VERSION
+    return Settings(**data)
+
+
+def save(path: Path, settings: Settings) -> None:
+    atomic.write_text(path, json.dumps(asdict(settings), indent=2, sort_keys=True))
