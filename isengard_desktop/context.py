@@ -13,6 +13,7 @@ import structlog
 from isengard_desktop.core.characters import CharacterService
 from isengard_desktop.core.dataset import DatasetService
 from isengard_desktop.core.importer import Importer
+from isengard_desktop.jobs.manager import JobManager
 from isengard_desktop.storage import settings as settings_store
 from isengard_desktop.storage.db import Database
 from isengard_desktop.storage.repositories import CharacterRepository, ImageRepository
@@ -31,6 +32,7 @@ class AppContext:
     characters: CharacterService
     dataset: DatasetService
     importer: Importer
+    jobs: JobManager
 
     @classmethod
     def open(cls, root: Path, mode: str) -> AppContext:
@@ -48,6 +50,7 @@ class AppContext:
             characters=CharacterService(volume, characters_repo, images_repo),
             dataset=DatasetService(volume, images_repo, characters_repo, settings.min_training_side),
             importer=Importer(volume, images_repo, settings.min_training_side),
+            jobs=JobManager(volume, db),
         )
         log.info("volume_opened", root=str(volume.root), mode=mode, schema=db.schema_version())
         return ctx

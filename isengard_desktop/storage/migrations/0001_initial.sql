@@ -40,7 +40,9 @@ CREATE TABLE jobs (
     created_at     TEXT NOT NULL,
     started_at     TEXT,
     finished_at    TEXT,
-    error          TEXT,
-    result         TEXT NOT NULL DEFAULT '{}'
+    error          TEXT,                 -- what went wrong, in words for the user
+    result         TEXT NOT NULL DEFAULT '{}',
+    progress       TEXT NOT NULL DEFAULT '{}', -- the newest progress event
+    pid            INTEGER               -- the worker process while running
 );
 CREATE INDEX jobs_state ON jobs (state);

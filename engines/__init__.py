@@ -1,0 +1,1 @@
+"""Engine plugins behind engines/interface.py; the core never imports their internals."""

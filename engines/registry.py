@@ -1,0 +1,57 @@
+"""Which engines exist, loaded lazily by ``"module:Class"``: the built-ins plus the entry-point group
+``isengard.engines``. A broken engine is logged and listed as unavailable with its reason, never fatal."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+import structlog
+
+from engines.interface import Availability
+
+log = structlog.get_logger(__name__)
+
+ENTRY_POINT_GROUP = "isengard.engines"
+
+BUILTIN: dict[str, str] = {
+    "diffusers": "engines.diffusers.engine:DiffusersEngine",
+    "video": "engines.video:VideoEngine",
+}
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    kinds: tuple[str, ...]
+    availability: Availability
+
+
+def engine_specs() -> dict[str, str]:
+    specs = dict(BUILTIN)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        specs.setdefault(entry.name, entry.value)
+    return specs
+
+
+def load(name: str) -> Any:
+    """An instance of the engine called ``name``. Raises KeyError for an unknown name."""
+    spec = engine_specs()[name]
+    module_name, _, class_name = spec.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)()
+
+
+def describe(name: str) -> EngineInfo:
+    try:
+        engine = load(name)
+        return EngineInfo(name, tuple(engine.kinds), engine.availability())
+    except Exception as exc:  # a broken plugin must never take the app down
+        log.warning("engine_load_failed", engine=name, error=repr(exc))
+        return EngineInfo(name, (), Availability(False, f"The {name} engine could not be loaded: {exc}"))
+
+
+def list_engines(kind: str | None = None) -> list[EngineInfo]:
+    infos = [describe(name) for name in engine_specs()]
+    return [info for info in infos if kind is None or kind in info.kinds]

@@ -1,0 +1,1 @@
+"""The command-line interface over the core: the same services the window uses, for scripts and tests."""

@@ -1,0 +1,93 @@
+"""`isengard dataset ...`: import photos, list images, edit captions, delete images."""
+
+from __future__ import annotations
+
+import argparse
+
+from isengard_desktop.cli.output import ProgressBar, emit_json, say
+from isengard_desktop.context import AppContext
+from isengard_desktop.core.dataset import ImageFilter
+
+
+def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("dataset", help="import photos and curate the dataset")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    imp = actions.add_parser("import", parents=[common], help="import photos (files or folders) into a character")
+    imp.add_argument("character", metavar="CHARACTER")
+    imp.add_argument("paths", nargs="+", metavar="PATH")
+    imp.set_defaults(handler=import_cmd)
+
+    lst = actions.add_parser("list", parents=[common], help="list images")
+    lst.add_argument("--character", metavar="C")
+    lst.add_argument("--captioned", choices=["yes", "no"], help="only images with (yes) or without (no) their own caption")
+    lst.add_argument("--too-small", action="store_true", help="only images too small for training")
+    lst.add_argument("--duplicates", action="store_true", help="only images whose bytes appear more than once")
+    lst.set_defaults(handler=list_cmd)
+
+    cap = actions.add_parser("caption", parents=[common], help="set an image's caption ('' = default caption)")
+    cap.add_argument("image_id", type=int, metavar="IMAGE_ID")
+    cap.add_argument("text")
+    cap.set_defaults(handler=caption_cmd)
+
+    delete = actions.add_parser("delete", parents=[common], help="delete images (files go to the trash)")
+    delete.add_argument("image_ids", type=int, nargs="+", metavar="IMAGE_ID")
+    delete.add_argument("--yes", action="store_true", help="confirm the deletion")
+    delete.set_defaults(handler=delete_cmd)
+
+
+def import_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    character = ctx.characters.resolve(args.character)
+    bar = ProgressBar(f"Importing into {character.name}", enabled=not args.json)
+    report = ctx.importer.run(character.id, args.paths, on_progress=lambda p: bar.update(p.done, p.total, p.current))
+    bar.close()
+    if args.json:
+        emit_json(report.to_json())
+        return 0
+    say(f"{character.name}: {report.summary}")
+    for item in report.refused:
+        say(f"refused: {item['file']}: {item['reason']}")
+    for item in report.duplicates:
+        say(f"already there: {item['file']}")
+    small = sum(1 for item in report.imported if item["too_small"])
+    if small:
+        say(f"{small} imported photo(s) are smaller than {ctx.settings.min_training_side} px on the short side: "
+            "they are flagged as too small for training.")
+    return 0
+
+
+def list_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    character_id = ctx.characters.resolve(args.character).id if args.character else None
+    captioned = {"yes": True, "no": False}.get(args.captioned or "")
+    images = ctx.dataset.list(ImageFilter(character_id, captioned, args.too_small, args.duplicates))
+    if args.json:
+        emit_json([image.to_json() for image in images])
+        return 0
+    for image in images:
+        flags = (" [too small]" if image.too_small else "") + (" [duplicate]" if image.row.duplicate_count > 1 else "")
+        say(f"{image.id}\t{image.character_name}\t{image.row.width}x{image.row.height}\t"
+            f"{image.row.source_name}{flags}\t{image.caption}")
+    if not images:
+        say("No images match.")
+    return 0
+
+
+def caption_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    image = ctx.dataset.set_caption(args.image_id, args.text)
+    if args.json:
+        emit_json(image.to_json())
+    else:
+        say(f"{image.id}: {image.caption}")
+    return 0
+
+
+def delete_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    from isengard_desktop.cli.main import confirm
+
+    confirm(args, f"Delete {len(args.image_ids)} image(s)? Their files go to the volume's trash.")
+    trash = ctx.dataset.delete(args.image_ids)
+    if args.json:
+        emit_json({"deleted": sorted(set(args.image_ids)), "trash": str(trash)})
+    else:
+        say(f"Deleted {len(set(args.image_ids))} image(s); their files are in {trash}")
+    return 0

@@ -1,0 +1,154 @@
+"""`isengard train ...` and `isengard jobs list|show|cancel|resume`: the same job manager the window uses,
+followed with a text progress bar or one JSON event per line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from typing import Any
+
+from isengard_desktop.cli.output import ProgressBar, emit_json, say
+from isengard_desktop.context import AppContext
+from isengard_desktop.core.training import build_spec, choose_training_engine
+from isengard_desktop.jobs import protocol
+from isengard_desktop.storage.jobs_repo import JobRow
+
+EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 3, "interrupted": 3}
+
+
+def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    train = sub.add_parser("train", parents=[common], help="train a LoRA for a character")
+    train.add_argument("character", metavar="CHARACTER")
+    train.add_argument("--preset", choices=["quick", "balanced", "high"], default="balanced")
+    train.add_argument("--engine", help="diffusers (built in) or aitoolkit; default: the best available")
+    train.add_argument("--steps", type=int)
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--rank", type=int)
+    train.add_argument("--alpha", type=int)
+    train.add_argument("--save-every", type=int)
+    train.add_argument("--sample-every", type=int)
+    train.add_argument("--json-events", action="store_true", help="print every worker event as a JSON line")
+    train.set_defaults(handler=train_cmd, action="train")
+
+    jobs = sub.add_parser("jobs", help="list, show, cancel and resume jobs")
+    actions = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", parents=[common], help="list jobs").set_defaults(handler=list_cmd)
+    for name, handler, text in (("show", show_cmd, "show a job"), ("cancel", cancel_cmd, "ask a job to stop"),
+                                ("resume", resume_cmd, "resume a job from its last checkpoint")):
+        parser = actions.add_parser(name, parents=[common], help=text)
+        parser.add_argument("job_id", metavar="JOB_ID")
+        if name == "resume":
+            parser.add_argument("--json-events", action="store_true")
+        parser.set_defaults(handler=handler)
+
+
+def _engine_availability() -> dict[str, tuple[bool, str]]:
+    from engines.registry import list_engines
+
+    return {info.name: (info.availability.available, info.availability.reason) for info in list_engines("training")}
+
+
+def follow(ctx: AppContext, job: JobRow, json_events: bool, quiet: bool) -> JobRow:
+    """Wait for a job, showing progress; Ctrl+C asks it to save a checkpoint and stop."""
+    bar = ProgressBar(f"Training {job.id}", enabled=not (json_events or quiet))
+    lock = threading.Lock()
+
+    def on_event(job_id: str, event: dict[str, Any]) -> None:
+        if job_id != job.id:
+            return
+        with lock:
+            if json_events:
+                sys.stdout.write(protocol.encode(event))
+                sys.stdout.flush()
+            elif event.get("event") == "progress":
+                loss = event.get("loss")
+                bar.update(int(event["step"]), int(event["total"]),
+                           f"loss {loss:.4f} eta {event.get('eta_s', 0):.0f}s" if loss is not None else "")
+
+    unsubscribe = ctx.jobs.subscribe(on_event)
+    try:
+        while True:
+            try:
+                final = ctx.jobs.wait(job.id, timeout=0.5)
+                if final.state not in ("queued", "running"):
+                    return final
+            except KeyboardInterrupt:
+                sys.stderr.write("\nStopping: saving a checkpoint first (resume later with "
+                                 f"`isengard jobs resume {job.id}`)...\n")
+                ctx.jobs.cancel(job.id)
+    finally:
+        unsubscribe()
+        bar.close()
+
+
+def _report(ctx: AppContext, job: JobRow, args: argparse.Namespace) -> int:
+    if args.json:
+        emit_json(job.to_json())
+    elif not getattr(args, "json_events", False):
+        lora = job.result.get("lora")
+        say(f"Job {job.id}: {job.state}" + (f"; LoRA: {lora}" if lora else ""))
+        if job.error:
+            say(job.error)
+    return EXIT_CODES.get(job.state, 1)
+
+
+def train_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    from isengard_desktop.errors import ValidationError
+
+    character = ctx.characters.resolve(args.character)
+    engine = choose_training_engine(args.engine, _engine_availability(), ctx.mode)
+    overrides = {"steps": args.steps, "learning_rate": args.learning_rate, "rank": args.rank, "alpha": args.alpha,
+                 "save_every": args.save_every, "sample_every": args.sample_every}
+    spec, check = build_spec(ctx.volume, ctx.dataset, character, ctx.mode, args.preset, overrides)
+    if not check.ok:
+        raise ValidationError(" ".join(check.problems))
+    for warning in check.warnings:
+        sys.stderr.write(f"note: {warning}\n")
+    job = ctx.jobs.submit("training", engine, spec.to_dict(), character.id, meta={"preset": args.preset})
+    final = follow(ctx, job, args.json_events, args.json)
+    return _report(ctx, final, args)
+
+
+def list_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    ctx.jobs.recover()
+    jobs = ctx.jobs.list()
+    if args.json:
+        emit_json([job.to_json() for job in jobs])
+        return 0
+    if not jobs:
+        say("No jobs yet.")
+    for job in jobs:
+        step = job.progress.get("step")
+        total = job.progress.get("total")
+        where = f"{step}/{total}" if step is not None else ""
+        say(f"{job.id}\t{job.kind}\t{job.engine}\t{job.state}\t{where}")
+    return 0
+
+
+def show_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    ctx.jobs.recover()
+    job = ctx.jobs.get(args.job_id)
+    if args.json:
+        emit_json(job.to_json())
+    else:
+        for key, value in job.to_json().items():
+            if key != "params":
+                say(f"{key}: {value}")
+    return 0
+
+
+def cancel_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    job = ctx.jobs.cancel(args.job_id)
+    if args.json:
+        emit_json(job.to_json())
+    else:
+        say(f"Asked job {job.id} to save a checkpoint and stop.")
+    return 0
+
+
+def resume_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    ctx.jobs.recover()
+    job = ctx.jobs.resume(args.job_id)
+    final = follow(ctx, job, args.json_events, args.json)
+    return _report(ctx, final, args)

@@ -1,0 +1,109 @@
+"""`isengard`: argument parsing, the context every command runs in, and how errors reach the user.
+
+Results go to stdout (JSON with ``--json``); logs go to the volume's log file and, at warning level,
+to stderr; an error a person can meet ends the command with one sentence on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from isengard_desktop import __version__
+from isengard_desktop.errors import IsengardError, ValidationError
+
+
+
+def is_gui_invocation(argv: list[str]) -> bool:
+    """No subcommand (only ``--volume DIR``, if anything) means: open the window."""
+    rest = list(argv)
+    while rest:
+        head = rest.pop(0)
+        if head == "--volume" and rest:
+            rest.pop(0)
+        elif head.startswith("--volume="):
+            continue
+        else:
+            return False
+    return True
+
+
+def gui_volume_arg(argv: list[str]) -> str | None:
+    for i, item in enumerate(argv):
+        if item == "--volume" and i + 1 < len(argv):
+            return argv[i + 1]
+        if item.startswith("--volume="):
+            return item.split("=", 1)[1]
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Options every command accepts, before or after the subcommand. SUPPRESS keeps a value given
+    # before the subcommand from being overwritten by the subcommand's default.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--volume", metavar="DIR", default=argparse.SUPPRESS, help="the volume folder to use")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print a JSON result")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="logs on stderr")
+
+    parser = argparse.ArgumentParser(
+        prog="isengard",
+        parents=[common],
+        description="Isengard Desktop. Without a command, opens the window.",
+    )
+    parser.add_argument("--version", action="version", version=f"isengard {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from isengard_desktop.cli import characters, dataset, jobs
+
+    characters.add_parser(sub, common)
+    dataset.add_parser(sub, common)
+    jobs.add_parsers(sub, common)
+    return parser
+
+
+def confirm(args: argparse.Namespace, question: str) -> None:
+    """Destructive commands need --yes, or a 'y' typed at an interactive prompt."""
+    if getattr(args, "yes", False):
+        return
+    if sys.stdin.isatty():
+        answer = input(f"{question} [y/N] ").strip().lower()
+        if answer in ("y", "yes"):
+            return
+        raise ValidationError("Nothing was deleted.")
+    raise ValidationError(f"{question} Add --yes to confirm; nothing was deleted.")
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.json = getattr(args, "json", False)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    from isengard_desktop.context import AppContext
+    from isengard_desktop.core import log as app_log
+    from isengard_desktop.core.mode import resolve_mode
+    from isengard_desktop.storage.volume import resolve_volume_root
+
+    verbose = getattr(args, "verbose", False)
+    app_log.configure(None, stderr_level=logging.INFO if verbose else logging.WARNING)
+    ctx = None
+    try:
+        root, _source = resolve_volume_root(getattr(args, "volume", None))
+        mode = resolve_mode()
+        from isengard_desktop.storage.volume import Volume
+
+        volume = Volume.open(root)
+        app_log.configure(volume.logs_dir, stderr_level=logging.INFO if verbose else logging.WARNING)
+        with app_log.correlation(f"cli_{args.command}_{args.action}"):
+            ctx = AppContext.open(root, mode)
+            return int(args.handler(ctx, args) or 0)
+    except IsengardError as exc:
+        sys.stderr.write(f"isengard: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("isengard: interrupted; everything finished before the interruption is kept.\n")
+        return 130
+    finally:
+        if ctx is not None:
+            ctx.close()

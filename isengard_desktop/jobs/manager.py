@@ -1,0 +1,286 @@
+"""The job manager: persists jobs, runs GPU jobs one at a time in worker subprocesses, turns their
+events into state, and recovers jobs that were running when the app died (SPEC §4).
+
+Qt-free. Listeners subscribe with a callback ``(job_id, event)``; they are called from reader
+threads, so the window's bridge re-emits them as queued Qt signals and the CLI just prints.
+Besides the worker's own events, the manager emits ``{"event": "state", "state": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from isengard_desktop.core.log import correlation, new_correlation_id
+from isengard_desktop.core.names import safe_filename
+from isengard_desktop.errors import NotFoundError, ValidationError
+from isengard_desktop.jobs import protocol
+from isengard_desktop.jobs.runner import WorkerProcess
+from isengard_desktop.storage import atomic
+from isengard_desktop.storage.db import Database
+from isengard_desktop.storage.jobs_repo import RESUMABLE_STATES, JobRepository, JobRow
+from isengard_desktop.storage.volume import Volume
+
+log = structlog.get_logger(__name__)
+
+Listener = Callable[[str, dict[str, Any]], None]
+STOP_TIMEOUT_S = 120.0
+
+
+def new_job_id() -> str:
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+class JobManager:
+    def __init__(self, volume: Volume, db: Database, stop_timeout: float = STOP_TIMEOUT_S) -> None:
+        self.volume = volume
+        self.repo = JobRepository(db)
+        self.stop_timeout = stop_timeout
+        self._listeners: list[Listener] = []
+        self._lock = threading.RLock()
+        self._running: dict[str, WorkerProcess] = {}
+        self._finished = threading.Condition(self._lock)
+        self._last_error: dict[str, str] = {}
+        self._done_state: dict[str, str] = {}
+        self._results: dict[str, dict[str, Any]] = {}
+        self._closing = False
+
+    # listeners ---------------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _publish(self, job_id: str, event: dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(job_id, event)
+            except Exception as exc:  # a broken listener must not stop the job's bookkeeping
+                log.error("job_listener_failed", job_id=job_id, error=repr(exc))
+
+    def _set_state(self, job_id: str, state: str, **kwargs: Any) -> None:
+        self.repo.set_state(job_id, state, **kwargs)
+        self._publish(job_id, {"event": "state", "state": state, "error": kwargs.get("error")})
+
+    # queries -----------------------------------------------------------------------------------
+    def get(self, job_id: str) -> JobRow:
+        job = self.repo.get(job_id)
+        if job is None:
+            matches = self.repo.find(job_id)
+            if len(matches) == 1:
+                return matches[0]
+            raise NotFoundError(f"There is no job {job_id!r}; `isengard jobs list` shows them.")
+        return job
+
+    def list(self, kind: str | None = None) -> list[JobRow]:
+        return self.repo.list(kind=kind)
+
+    def job_dir(self, job: JobRow) -> Path:
+        return self.volume.root / job.folder
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        """Every event the job's worker wrote (for charts and galleries of past runs)."""
+        path = self.job_dir(self.get(job_id)) / protocol.EVENTS_FILE
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            event = protocol.decode(line)
+            if event:
+                out.append(event)
+        return out
+
+    # submitting --------------------------------------------------------------------------------
+    def submit(self, kind: str, engine: str, spec: dict[str, Any], character_id: int | None = None,
+               meta: dict[str, Any] | None = None) -> JobRow:
+        job_id = new_job_id()
+        folder = self.volume.job_dir(job_id)
+        folder.mkdir(parents=True)
+        spec = {**spec, "output_dir": str(folder)}
+        params = {"spec": spec, **(meta or {})}
+        cid = new_correlation_id()
+        self.repo.insert(job_id, kind, engine, character_id, params, str(folder.relative_to(self.volume.root)), cid)
+        self._write_job_file(job_id, kind, engine, spec)
+        with correlation("job_submitted", cid, job_id=job_id):
+            log.info("job_queued", job_id=job_id, kind=kind, engine=engine, character_id=character_id)
+        self._publish(job_id, {"event": "state", "state": "queued"})
+        self._schedule()
+        return self.get(job_id)
+
+    def _write_job_file(self, job_id: str, kind: str, engine: str, spec: dict[str, Any]) -> None:
+        payload = {"job_id": job_id, "kind": kind, "engine": engine, "spec": spec,
+                   "models_dir": str(self.volume.models_dir)}
+        atomic.write_text(self.volume.job_dir(job_id) / protocol.JOB_FILE, json.dumps(payload, indent=2))
+
+    def resume(self, job_id: str) -> JobRow:
+        job = self.get(job_id)
+        if job.state not in RESUMABLE_STATES:
+            raise ValidationError(f"Job {job.id} is {job.state}; only a cancelled, interrupted or failed job can be resumed.")
+        spec = {**job.params["spec"], "resume": True}
+        self.repo.set_params(job.id, {**job.params, "spec": spec})
+        self._write_job_file(job.id, job.kind, job.engine, spec)
+        (self.job_dir(job) / protocol.STOP_FILE).unlink(missing_ok=True)
+        self._set_state(job.id, "queued")
+        log.info("job_resumed", job_id=job.id, correlation_id=job.correlation_id)
+        self._schedule()
+        return self.get(job.id)
+
+    def cancel(self, job_id: str) -> JobRow:
+        """Ask a running job to save a checkpoint and stop (killed after a timeout); drop a queued one."""
+        job = self.get(job_id)
+        with self._lock:
+            worker = self._running.get(job.id)
+            if job.state == "queued" and worker is None:
+                self._set_state(job.id, "cancelled")
+                return self.get(job.id)
+            if job.state != "running":
+                raise ValidationError(f"Job {job.id} is {job.state}; there is nothing to cancel.")
+            (self.job_dir(job) / protocol.STOP_FILE).touch()
+            log.info("job_cancel_requested", job_id=job.id, correlation_id=job.correlation_id)
+            if worker is not None:
+                timer = threading.Timer(self.stop_timeout, self._kill_if_alive, args=(job.id,))
+                timer.daemon = True
+                timer.start()
+        return self.get(job.id)
+
+    def _kill_if_alive(self, job_id: str) -> None:
+        worker = self._running.get(job_id)
+        if worker and worker.alive():
+            log.warning("job_killed_after_timeout", job_id=job_id, timeout_s=self.stop_timeout)
+            self._last_error[job_id] = (
+                f"The job did not stop within {self.stop_timeout:.0f} s and was ended; progress since its "
+                "last checkpoint is lost."
+            )
+            self._done_state[job_id] = "cancelled"
+            worker.kill()
+
+    # running -----------------------------------------------------------------------------------
+    def _schedule(self) -> None:
+        """Start the oldest queued job if no GPU job is running (one at a time)."""
+        with self._lock:
+            if self._running or self._closing:
+                return
+            queued = sorted(self.repo.list(states=("queued",)), key=lambda j: j.created_at)
+            if not queued:
+                return
+            job = queued[0]
+            worker = WorkerProcess(job.id, self.job_dir(job), job.correlation_id, self._on_event, self._on_exit)
+            self._running[job.id] = worker
+            self._last_error.pop(job.id, None)
+            self._done_state.pop(job.id, None)
+            try:
+                pid = worker.start()
+            except OSError as exc:
+                self._running.pop(job.id)
+                self._set_state(job.id, "failed", error=f"The worker process could not start ({exc}).")
+                return
+            self._set_state(job.id, "running", pid=pid)
+            log.info("job_started", job_id=job.id, pid=pid, correlation_id=job.correlation_id)
+
+    def _on_event(self, job_id: str, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "progress":
+            self.repo.set_progress(job_id, event)
+        elif kind == "error":
+            self._last_error[job_id] = str(event.get("message", "unknown error"))
+        elif kind == "done":
+            self._done_state[job_id] = str(event.get("state", "failed"))
+        elif kind == "artifact" and event.get("kind") == "lora":
+            event = {**event, **self._register_lora(job_id, Path(event["path"]))}
+        self._publish(job_id, event)
+
+    def _register_lora(self, job_id: str, source: Path) -> dict[str, Any]:
+        """Copy a finished LoRA into the volume's LoRAs and record it for the character."""
+        job = self.get(job_id)
+        spec = job.params.get("spec", {})
+        name = safe_filename(spec.get("lora_name") or "lora", 60)
+        target = self.volume.loras_dir / f"{name}-{job.id}.safetensors"
+        atomic.copy_file(source, target)
+        self.repo.add_lora(job.character_id, job.id, str(target.relative_to(self.volume.root)),
+                           spec.get("base_model_name", "?"), job.engine, int(spec.get("steps", 0)),
+                           int(spec.get("rank", 0)))
+        self._results.setdefault(job.id, {})["lora"] = str(target)
+        log.info("lora_registered", job_id=job.id, path=str(target), correlation_id=job.correlation_id)
+        return {"library_path": str(target)}
+
+    def _on_exit(self, job_id: str, returncode: int, tail: list[str]) -> None:
+        with self._lock:
+            self._running.pop(job_id, None)
+            state = self._done_state.pop(job_id, None)
+            error = self._last_error.pop(job_id, None)
+            if state is None:
+                state = "failed"
+                error = error or (
+                    f"The worker process ended unexpectedly (exit code {returncode}). Last output:\n"
+                    + "\n".join(tail[-8:])
+                )
+            result = {**self._results.pop(job_id, {}), "returncode": returncode}
+            if state == "failed" and not error:
+                error = "The job failed; see its log."
+            self._set_state(job_id, state, error=error if state != "succeeded" else None, result=result)
+            log.info("job_finished", job_id=job_id, state=state, returncode=returncode)
+            self._finished.notify_all()
+        if not self._closing:
+            self._schedule()
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobRow:
+        """Block until the job is no longer queued or running (CLI and tests)."""
+        with self._finished:
+            self._finished.wait_for(lambda: self.get(job_id).state not in ("queued", "running"), timeout=timeout)
+        return self.get(job_id)
+
+    def running_jobs(self) -> list[str]:
+        with self._lock:
+            return list(self._running)
+
+    # start-up and shut-down --------------------------------------------------------------------
+    def recover(self) -> list[JobRow]:
+        """Mark jobs left running or queued by a previous session as interrupted; returns them."""
+        recovered = []
+        for job in self.repo.list(states=("running", "queued")):
+            if job.id in self._running or _worker_alive(job.pid, job.id):
+                continue
+            self._set_state(job.id, "interrupted",
+                            error="Isengard Desktop closed while this job was running; resume it to continue "
+                                  "from its last checkpoint.")
+            log.warning("job_interrupted", job_id=job.id, previous_state=job.state, correlation_id=job.correlation_id)
+            recovered.append(self.get(job.id))
+        return recovered
+
+    def shutdown(self, wait: float = 30.0) -> None:
+        """Ask running workers to save and stop (the app is quitting)."""
+        self._closing = True
+        with self._lock:
+            workers = list(self._running.values())
+        for worker in workers:
+            worker.request_stop()
+        for worker in workers:
+            if worker.proc is not None:
+                try:
+                    worker.proc.wait(timeout=wait)
+                except Exception:
+                    worker.kill()
+
+    def delete_folder(self, job_id: str) -> None:
+        job = self.get(job_id)
+        shutil.rmtree(self.job_dir(job), ignore_errors=True)
+
+
+def _worker_alive(pid: int | None, job_id: str) -> bool:
+    """Whether ``pid`` is still a worker of this job (run by another Isengard process, e.g. the CLI)."""
+    if not pid:
+        return False
+    import psutil
+
+    try:
+        cmdline = " ".join(psutil.Process(pid).cmdline())
+    except (psutil.Error, OSError):
+        return False
+    return protocol.WORKER_MODULE in cmdline and job_id in cmdline

@@ -1,0 +1,131 @@
+"""One worker subprocess: start it, read its events and its log, tell the manager when it ends.
+
+Two reader threads per worker: stdout carries JSON events, stderr carries the worker's structured
+log lines (and any stray library output), which are appended to the job's log with its correlation id.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from isengard_desktop.core.log import CORRELATION_ENV, redact_text
+from isengard_desktop.jobs import protocol
+
+log = structlog.get_logger(__name__)
+
+TAIL_LINES = 40
+
+
+class WorkerProcess:
+    def __init__(
+        self,
+        job_id: str,
+        job_dir: Path,
+        correlation_id: str,
+        on_event: Callable[[str, dict[str, Any]], None],
+        on_exit: Callable[[str, int, list[str]], None],
+    ) -> None:
+        self.job_id = job_id
+        self.job_dir = job_dir
+        self.correlation_id = correlation_id
+        self.on_event = on_event
+        self.on_exit = on_exit
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.proc: subprocess.Popen | None = None
+        self._log_lock = threading.Lock()
+
+    def start(self) -> int:
+        env = dict(os.environ)
+        env[CORRELATION_ENV] = self.correlation_id
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", protocol.WORKER_MODULE, str(self.job_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            # Its own session: a Ctrl+C in a terminal reaches the CLI, which asks the worker to stop and save.
+            start_new_session=True,
+        )
+        self._threads = [
+            threading.Thread(target=self._read_stdout, name=f"job-{self.job_id}-out", daemon=True),
+            threading.Thread(target=self._read_stderr, name=f"job-{self.job_id}-err", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        threading.Thread(target=self._wait, name=f"job-{self.job_id}-wait", daemon=True).start()
+        return self.proc.pid
+
+    def _append_log(self, record: dict[str, Any]) -> None:
+        with self._log_lock, open(self.job_dir / protocol.LOG_FILE, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def _read_stdout(self) -> None:
+        assert self.proc and self.proc.stdout
+        with open(self.job_dir / protocol.EVENTS_FILE, "a", encoding="utf-8") as events:
+            for raw in self.proc.stdout:
+                line = raw.decode("utf-8", "replace")
+                event = protocol.decode(line)
+                if event is None:
+                    if line.strip():
+                        self._append_log(self._stray(line, "stdout"))
+                    continue
+                events.write(line if line.endswith("\n") else line + "\n")
+                events.flush()
+                self.on_event(self.job_id, event)
+
+    def _stray(self, line: str, stream: str) -> dict[str, Any]:
+        return {
+            "timestamp": datetime.now(UTC).isoformat(), "level": "info", "event": "worker_output",
+            "stream": stream, "line": redact_text(line.rstrip()), "correlation_id": self.correlation_id,
+            "job_id": self.job_id,
+        }
+
+    def _read_stderr(self) -> None:
+        assert self.proc and self.proc.stderr
+        for raw in self.proc.stderr:
+            # tqdm-style progress redraws with \r: keep each redraw as its own line.
+            for part in raw.decode("utf-8", "replace").replace("\r", "\n").splitlines():
+                if not part.strip():
+                    continue
+                self.tail.append(part)
+                try:
+                    record = json.loads(part)
+                    if not isinstance(record, dict):
+                        raise ValueError
+                    record.setdefault("correlation_id", self.correlation_id)
+                    record.setdefault("job_id", self.job_id)
+                except ValueError:
+                    record = self._stray(part, "stderr")
+                self._append_log(record)
+
+    def _wait(self) -> None:
+        assert self.proc
+        code = self.proc.wait()
+        for thread in self._threads:
+            thread.join()
+        log.info("worker_exited", job_id=self.job_id, returncode=code)
+        self.on_exit(self.job_id, code, list(self.tail))
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def request_stop(self) -> None:
+        (self.job_dir / protocol.STOP_FILE).touch()
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.proc
+            self.proc.kill()

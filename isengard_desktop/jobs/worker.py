@@ -1,0 +1,124 @@
+"""The worker subprocess: ``python -m isengard_desktop.jobs.worker JOB_DIR``.
+
+Reads ``job.json``, loads the engine from the registry and runs it, writing one JSON event per line
+on stdout. Logs (structured, with the job's correlation id) go to stderr, which the job manager
+copies into the job's log. A stop is requested by the file ``stop.request`` in the job folder, by
+SIGTERM, or by the parent going away (stdout closed): the engine then saves a checkpoint and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from isengard_desktop.core import log as app_log
+from isengard_desktop.jobs import protocol
+
+log = structlog.get_logger(__name__)
+
+TINY_MODEL = "tiny-flux"
+
+
+class Channel:
+    """Thread-safe event writer on stdout that remembers a stop request."""
+
+    def __init__(self, job_dir: Path) -> None:
+        self.stop_file = job_dir / protocol.STOP_FILE
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self.done_sent = False
+
+    def emit(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            if event.get("event") == "done":
+                if self.done_sent:
+                    return
+                self.done_sent = True
+            try:
+                sys.stdout.write(protocol.encode(event))
+                sys.stdout.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                # The app is gone: keep the work, stop at the next step with a checkpoint.
+                self._stopped.set()
+
+    def request_stop(self, *_args: Any) -> None:
+        self._stopped.set()
+
+    def should_stop(self) -> bool:
+        if not self._stopped.is_set() and self.stop_file.exists():
+            self._stopped.set()
+        return self._stopped.is_set()
+
+    @property
+    def stopping(self) -> threading.Event:
+        return self._stopped
+
+
+def _stats_loop(channel: Channel, every: float = 2.0) -> None:
+    """Report GPU (NVML) or, without a GPU, CPU and RAM use every few seconds."""
+    from isengard_desktop.jobs.stats import sample
+
+    while not channel.stopping.wait(every):
+        channel.emit({"event": "gpu", **sample()})
+
+
+def _resolve_base_model(spec: dict[str, Any], models_dir: Path) -> None:
+    if spec["base_model"] == TINY_MODEL:
+        from engines.diffusers.tiny_model import ensure_tiny_flux
+
+        spec["base_model"] = str(ensure_tiny_flux(models_dir))
+
+
+def run(job_dir: Path) -> int:
+    job = json.loads((job_dir / protocol.JOB_FILE).read_text(encoding="utf-8"))
+    channel = Channel(job_dir)
+    signal.signal(signal.SIGTERM, channel.request_stop)
+    if hasattr(signal, "SIGINT"):
+        # Ctrl+C in the CLI reaches the whole process group; the CLI turns it into a stop request.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_stats_loop, args=(channel,), daemon=True, name="stats").start()
+    started = time.monotonic()
+    log.info("worker_started", job_id=job["job_id"], engine=job["engine"], kind=job["kind"], pid=os.getpid())
+    state = "failed"
+    try:
+        from engines import registry
+        from engines.interface import TrainingSpec
+
+        engine = registry.load(job["engine"])
+        availability = engine.availability()
+        if not availability.available:
+            channel.emit({"event": "error", "message": availability.reason})
+        elif job["kind"] == "training":
+            _resolve_base_model(job["spec"], Path(job["models_dir"]))
+            spec = TrainingSpec.from_dict(job["spec"])
+            state = engine.train(spec, channel.emit, channel.should_stop)
+        else:
+            channel.emit({"event": "error", "message": f"This worker cannot run {job['kind']} jobs yet."})
+    except Exception as exc:  # everything a worker hits must reach the user as an error event
+        log.error("worker_failed", error=repr(exc), traceback=traceback.format_exc())
+        channel.emit({"event": "error", "message": str(exc) or repr(exc), "type": type(exc).__name__})
+        state = "failed"
+    channel.stopping.set()
+    channel.emit({"event": "done", "state": state})
+    log.info("worker_finished", job_id=job["job_id"], state=state, seconds=round(time.monotonic() - started, 3))
+    return 0 if state in ("succeeded", "cancelled") else 1
+
+
+def main() -> int:
+    job_dir = Path(sys.argv[1])
+    app_log.configure(None, stderr_level=logging.INFO)
+    return run(job_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
