@@ -7,6 +7,11 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--run-worker"]:  # the installer bundle starts workers through the app binary
+        from isengard_desktop.jobs import worker
+
+        sys.argv = [sys.argv[0], *argv[2:]]
+        return worker.main()
     from isengard_desktop.cli.main import is_gui_invocation
 
     if is_gui_invocation(argv):

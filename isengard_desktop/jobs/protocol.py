@@ -12,6 +12,7 @@ JOB_FILE = "job.json"
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = "job.log"
 WORKER_MODULE = "isengard_desktop.jobs.worker"
+FROZEN_WORKER_ARG = "--run-worker"  # the bundled app binary doubles as the worker (no python -m there)
 
 
 def encode(event: dict[str, Any]) -> str:

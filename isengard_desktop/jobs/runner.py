@@ -27,6 +27,13 @@ log = structlog.get_logger(__name__)
 TAIL_LINES = 40
 
 
+def worker_command(job_dir: Path) -> list[str]:
+    """How to start a worker: ``python -m`` from source, the app binary's worker entry when frozen."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, protocol.FROZEN_WORKER_ARG, protocol.WORKER_MODULE, str(job_dir)]
+    return [sys.executable, "-m", protocol.WORKER_MODULE, str(job_dir)]
+
+
 class WorkerProcess:
     def __init__(
         self,
@@ -51,7 +58,7 @@ class WorkerProcess:
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONIOENCODING"] = "utf-8"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", protocol.WORKER_MODULE, str(self.job_dir)],
+            worker_command(self.job_dir),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
