@@ -13,8 +13,9 @@ loop) and a subprocess-driven one (the AI-Toolkit adapter parses its child's out
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 API_VERSION = 1
 

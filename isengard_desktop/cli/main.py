@@ -14,7 +14,6 @@ from isengard_desktop import __version__
 from isengard_desktop.errors import IsengardError, ValidationError
 
 
-
 def is_gui_invocation(argv: list[str]) -> bool:
     """No subcommand (only ``--volume DIR``, if anything) means: open the window."""
     rest = list(argv)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from isengard_desktop.errors import ValidationError
@@ -59,7 +59,7 @@ def _check(values: dict[str, Any]) -> None:
         raise ValidationError("Resolutions must be multiples of 16 and at least 64 px, for example 512, 768, 1024.")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_preset(name: str) -> Preset:
     if name not in PRESET_NAMES:
         raise ValidationError(f"There is no preset called {name!r}; choose quick, balanced or high.")
