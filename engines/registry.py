@@ -37,8 +37,11 @@ def engine_specs() -> dict[str, str]:
 
 
 def load(name: str) -> Any:
-    """An instance of the engine called ``name``. Raises KeyError for an unknown name."""
-    spec = engine_specs()[name]
+    """An instance of the engine called ``name``. Raises LookupError for an unknown name."""
+    specs = engine_specs()
+    if name not in specs:
+        raise LookupError(f"There is no engine called {name!r}; known engines: {', '.join(sorted(specs))}.")
+    spec = specs[name]
     module_name, _, class_name = spec.partition(":")
     return getattr(importlib.import_module(module_name), class_name)()
 
