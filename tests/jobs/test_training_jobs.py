@@ -1,0 +1,86 @@
+"""Training jobs through the job manager with the real built-in trainer on the tiny model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+from safetensors import safe_open
+
+from isengard_desktop.context import AppContext
+from isengard_desktop.core.training import build_spec
+
+
+def _submit(ctx: AppContext, **overrides):
+    character = ctx.characters.resolve("Ada Lovelace")
+    spec, check = build_spec(ctx.volume, ctx.dataset, character, ctx.mode, "quick",
+                             {"steps": 24, "save_every": 6, "sample_every": 12, **overrides})
+    assert check.ok, check.problems
+    return ctx.jobs.submit("training", "diffusers", spec.to_dict(), character.id, meta={"preset": "quick"})
+
+
+def _tensors(path: Path) -> dict:
+    with safe_open(str(path), "pt") as handle:
+        return {key: handle.get_tensor(key) for key in handle.keys()}
+
+
+def _on_step(ctx: AppContext, job_id: str, step: int, action) -> None:
+    fired = threading.Event()
+
+    def listener(jid: str, event: dict) -> None:
+        if jid == job_id and event.get("event") == "progress" and event["step"] >= step and not fired.is_set():
+            fired.set()
+            action()
+
+    ctx.jobs.subscribe(listener)
+
+
+def test_a_run_ends_with_a_lora_on_the_character(trained_ctx: AppContext) -> None:
+    ctx = trained_ctx
+    seen: list[str] = []
+    ctx.jobs.subscribe(lambda jid, event: seen.append(event["event"]))
+    job = _submit(ctx)
+    final = ctx.jobs.wait(job.id, timeout=180)
+    assert final.state == "succeeded", final.error
+    assert final.progress["step"] == 24
+    assert {"progress", "sample", "checkpoint", "artifact", "done", "gpu"} - set(seen) <= {"gpu"}
+    lora = Path(final.result["lora"])
+    assert lora.is_file() and lora.parent == ctx.volume.loras_dir
+    assert ctx.characters.resolve("Ada Lovelace").lora_state == "1 LoRA"
+    with safe_open(str(lora), "pt") as handle:
+        meta = handle.metadata()
+    assert meta["isengard.trigger_word"] == "ohwx_ada" and meta["isengard.engine"] == "diffusers"
+    assert len(ctx.jobs.events(job.id)) >= 24  # the run can be replayed for the chart of a past run
+
+
+def test_cancel_then_resume_matches_an_uninterrupted_run(trained_ctx: AppContext) -> None:
+    ctx = trained_ctx
+    straight = ctx.jobs.wait(_submit(ctx).id, timeout=180)
+    assert straight.state == "succeeded"
+
+    job = _submit(ctx)
+    _on_step(ctx, job.id, 9, lambda: ctx.jobs.cancel(job.id))
+    cancelled = ctx.jobs.wait(job.id, timeout=180)
+    assert cancelled.state == "cancelled"
+    stopped_at = cancelled.progress["step"]
+    assert 9 <= stopped_at < 24
+    resumed = ctx.jobs.wait(ctx.jobs.resume(job.id).id, timeout=180)
+    assert resumed.state == "succeeded", resumed.error
+
+    a, b = _tensors(Path(straight.result["lora"])), _tensors(Path(resumed.result["lora"]))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), "resume must continue the same run"
+    losses = {e["step"]: e["loss"] for e in ctx.jobs.events(straight.id) if e["event"] == "progress"}
+    resumed_losses = {e["step"]: e["loss"] for e in ctx.jobs.events(job.id) if e["event"] == "progress"}
+    assert all(resumed_losses[s] == losses[s] for s in range(stopped_at + 1, 25))
+
+
+def test_a_killed_worker_becomes_a_failed_job_with_its_last_output(trained_ctx: AppContext) -> None:
+    ctx = trained_ctx
+    job = _submit(ctx, steps=4000, save_every=1000, sample_every=1000)
+    _on_step(ctx, job.id, 3, lambda: os.kill(ctx.jobs.get(job.id).pid, signal.SIGKILL))
+    final = ctx.jobs.wait(job.id, timeout=180)
+    assert final.state == "failed"
+    assert "ended unexpectedly" in final.error and "-9" in final.error
+    assert ctx.jobs.running_jobs() == []
