@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -33,6 +34,7 @@ log = structlog.get_logger(__name__)
 
 Listener = Callable[[str, dict[str, Any]], None]
 STOP_TIMEOUT_S = 120.0
+PROGRESS_STORE_INTERVAL_S = 0.5
 
 
 def new_job_id() -> str:
@@ -51,6 +53,7 @@ class JobManager:
         self._last_error: dict[str, str] = {}
         self._done_state: dict[str, str] = {}
         self._results: dict[str, dict[str, Any]] = {}
+        self._progress: dict[str, tuple[float, dict[str, Any]]] = {}  # newest progress, time last stored
         self._closing = False
 
     # listeners ---------------------------------------------------------------------------------
@@ -187,7 +190,14 @@ class JobManager:
     def _on_event(self, job_id: str, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "progress":
-            self.repo.set_progress(job_id, event)
+            # Stored at most twice a second (and at the end): a fast trainer emits hundreds a second, and a
+            # database commit for each would cost the CPU the trainer needs.
+            last_stored = self._progress.get(job_id, (0.0, {}))[0]
+            now = time.monotonic()
+            if now - last_stored >= PROGRESS_STORE_INTERVAL_S:
+                self.repo.set_progress(job_id, event)
+                last_stored = now
+            self._progress[job_id] = (last_stored, event)
         elif kind == "error":
             self._last_error[job_id] = str(event.get("message", "unknown error"))
         elif kind == "done":
@@ -213,6 +223,9 @@ class JobManager:
     def _on_exit(self, job_id: str, returncode: int, tail: list[str]) -> None:
         with self._lock:
             self._running.pop(job_id, None)
+            newest = self._progress.pop(job_id, None)
+            if newest:
+                self.repo.set_progress(job_id, newest[1])
             state = self._done_state.pop(job_id, None)
             error = self._last_error.pop(job_id, None)
             if state is None:
