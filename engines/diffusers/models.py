@@ -77,16 +77,38 @@ def load_scheduler(base_model: Path) -> Any:
     return FlowMatchEulerDiscreteScheduler.from_pretrained(base_model, subfolder="scheduler")
 
 
-def load_transformer(base_model: Path, runtime: Runtime) -> torch.nn.Module:
+def load_transformer(base_model: Path, runtime: Runtime, low_vram: bool = False,
+                     warn: Callable[[str], None] | None = None) -> torch.nn.Module:
+    """The frozen FLUX transformer; on a GPU in low-VRAM mode quantized to 8 bit by bitsandbytes.
+
+    FLUX.1-dev's transformer is 24 GB in bf16, so a 24 GB card only has room for activations and
+    the LoRA's optimizer state when the frozen base is stored in 8 bit (12 GB); the LoRA itself
+    stays in full precision on top of it (peft supports bitsandbytes layers).
+    """
     from diffusers import FluxTransformer2DModel
 
-    transformer = FluxTransformer2DModel.from_pretrained(base_model, subfolder="transformer", torch_dtype=runtime.dtype)
+    options: dict[str, Any] = {"subfolder": "transformer", "torch_dtype": runtime.dtype}
+    quantized = False
+    if runtime.device.type == "cuda" and low_vram:
+        try:
+            import bitsandbytes  # noqa: F401
+            from diffusers import BitsAndBytesConfig
+        except ImportError:
+            if warn:
+                warn("Low-VRAM mode wants bitsandbytes to store FLUX in 8 bit, but it is not installed; the base "
+                     "model loads in bf16 and may not fit in 24 GB. Install bitsandbytes in the app's environment.")
+        else:
+            options["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+            quantized = True
+    transformer = FluxTransformer2DModel.from_pretrained(base_model, **options)
     transformer.requires_grad_(False)
-    transformer.to(runtime.device)
+    if not quantized:  # a bitsandbytes model is placed on the GPU while it loads and cannot be moved
+        transformer.to(runtime.device)
     if runtime.device.type == "cuda":
         # Recompute activations in the backward pass instead of keeping them: memory over speed.
         transformer.enable_gradient_checkpointing()
     transformer.train()
+    log.info("transformer_loaded", quantized_8bit=quantized, device=str(runtime.device))
     return transformer
 
 

@@ -89,11 +89,15 @@ def preflight(spec: TrainingSpec, cuda_free_bytes: int | None = None) -> list[st
                 f"and {free / GB:.1f} GB is free; free some space or move the volume."
             )
     if cuda_free_bytes is not None:
-        weights = transformer_bytes(base)
+        # Low-VRAM mode stores the frozen transformer in 8 bit (models.load_transformer).
+        bytes_per_param = 1 if spec.low_vram else 2
+        weights = transformer_bytes(base, bytes_per_param)
         if weights > cuda_free_bytes:
+            precision = "8 bit" if spec.low_vram else "bf16"
+            advice = "" if spec.low_vram else " or choose the Quick or Balanced preset (low-VRAM mode)"
             problems.append(
                 f"The GPU has {cuda_free_bytes / GB:.1f} GB free but the base model's transformer "
-                f"alone needs {weights / GB:.1f} GB in bf16; close other GPU programs or use a "
+                f"alone needs {weights / GB:.1f} GB in {precision}; close other GPU programs{advice}, or use a "
                 "GPU with more memory."
             )
     return problems

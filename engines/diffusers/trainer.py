@@ -116,7 +116,7 @@ def prepare(spec: TrainingSpec, emit: Emit) -> Run:
     vae = models.load_vae(base, runtime)
     latents = cache_latents(samples, vae, cache, runtime.device)
     flow = FlowMatching(models.load_scheduler(base), vae.config.shift_factor or 0.0, vae.config.scaling_factor)
-    transformer = models.load_transformer(base, runtime)
+    transformer = models.load_transformer(base, runtime, spec.low_vram, warn=lambda text: _warn(emit, text))
     # The LoRA's initial weights come from the run's seed, whatever ran before in this process.
     torch.manual_seed(derive_seed(spec.seed, "lora-init"))
     params = lora.add_lora(transformer, spec.rank, spec.alpha)
