@@ -47,6 +47,7 @@ class Character:
     description: str
     image_count: int
     avatar_path: Path | None
+    avatar_thumbnail: Path | None
     lora_count: int
     created_at: str
     updated_at: str
@@ -124,6 +125,7 @@ class CharacterService:
             description=row.description,
             image_count=row.image_count,
             avatar_path=self.volume.root / row.avatar_rel_path if row.avatar_rel_path else None,
+            avatar_thumbnail=self.volume.thumbnail_path(row.avatar_sha256) if row.avatar_sha256 else None,
             lora_count=row.lora_count,
             created_at=row.created_at,
             updated_at=row.updated_at,

@@ -1,0 +1,71 @@
+"""Start the window: QApplication, style, volume, logging, mode, context; errors shown, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from isengard_desktop import APP_NAME
+from isengard_desktop.errors import IsengardError
+
+PROCESS_START = time.perf_counter()
+
+
+def _open_context(volume_cli_value: str | None):
+    from isengard_desktop.context import AppContext
+    from isengard_desktop.core import log as app_log
+    from isengard_desktop.core.mode import resolve_mode
+    from isengard_desktop.storage.volume import Volume, resolve_volume_root
+
+    root, source = resolve_volume_root(volume_cli_value)
+    volume = Volume.open(root)
+    app_log.configure(volume.logs_dir)
+    return AppContext.open(root, resolve_mode())
+
+
+def run_gui(volume_cli_value: str | None) -> int:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+
+    from isengard_desktop.resources import resource_path
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    app.setApplicationName(APP_NAME)
+    app.setStyleSheet(resource_path("style.qss").read_text(encoding="utf-8"))
+    ctx = None
+    while ctx is None:
+        try:
+            ctx = _open_context(volume_cli_value)
+        except IsengardError as exc:
+            box = QMessageBox(QMessageBox.Icon.Critical, APP_NAME, str(exc))
+            choose = box.addButton("Choose another folder…", QMessageBox.ButtonRole.AcceptRole)
+            box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
+            box.exec()
+            if box.clickedButton() is not choose:
+                return 1
+            folder = QFileDialog.getExistingDirectory(None, "Choose the volume folder", str(Path.home()))
+            if not folder:
+                return 1
+            from isengard_desktop.storage.volume import remember_volume_root
+
+            remember_volume_root(Path(folder))
+            volume_cli_value = folder
+    from isengard_desktop.ui.main_window import MainWindow
+
+    window = MainWindow(ctx)
+    window.show()
+    QTimer.singleShot(0, window.training.offer_interrupted_jobs)
+    if os.environ.get("ISENGARD_EXIT_AFTER_SHOW"):
+        # For bench/startup.py: report the time to the first shown frame, then quit.
+        def report() -> None:
+            sys.stdout.write(f"startup_s={time.perf_counter() - PROCESS_START:.3f}\n")
+            sys.stdout.flush()
+            window.close()
+
+        QTimer.singleShot(0, report)
+    try:
+        return app.exec()
+    finally:
+        ctx.close()

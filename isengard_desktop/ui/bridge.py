@@ -1,0 +1,131 @@
+"""The one bridge between background work and the GUI thread (CONVENTIONS 5).
+
+``run_in_background`` runs a function on a worker QThread and delivers its progress and result
+through queued signals; ``JobBridge`` re-emits the job manager's callbacks (which arrive on reader
+threads) as queued signals, coalescing progress so a fast trainer cannot flood the event loop.
+Worker code never touches a widget.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, QTimer, Signal
+
+from isengard_desktop.jobs.manager import JobManager
+
+COALESCED = ("progress", "gpu")
+FLUSH_INTERVAL_MS = 50  # at most 20 coalesced updates a second
+
+
+class Task(QObject):
+    """A function run on its own QThread. ``fn(progress, cancelled)`` gets a progress callback and a cancel check."""
+
+    progress = Signal(object)
+    finished = Signal(object)
+    failed = Signal(object)
+
+    def __init__(self, fn: Callable[[Callable[[Any], None], Callable[[], bool]], Any], min_interval: float = 0.05):
+        super().__init__()
+        self._fn = fn
+        self._cancel = threading.Event()
+        self._min_interval = min_interval
+        self._last = 0.0
+        self._thread = QThread()
+        self._thread.setObjectName("isengard-task")
+        self.moveToThread(self._thread)
+        self._thread.started.connect(self._run)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def _report(self, value: Any) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._min_interval:
+            self._last = now
+            self.progress.emit(value)
+
+    def _run(self) -> None:
+        try:
+            result = self._fn(self._report, self._cancel.is_set)
+        except Exception as exc:  # reported to the GUI, which shows it to the person
+            self.failed.emit(exc)
+        else:
+            self.finished.emit(result)
+        finally:
+            self._thread.quit()
+
+    def wait(self, ms: int = 30000) -> bool:
+        return self._thread.wait(ms)
+
+
+def run_in_background(parent: QObject, fn, on_progress=None, on_done=None, on_error=None) -> Task:
+    task = Task(fn)
+    if on_progress:
+        task.progress.connect(on_progress)
+    if on_done:
+        task.finished.connect(on_done)
+    if on_error:
+        task.failed.connect(on_error)
+    tasks = parent.__dict__.setdefault("_isengard_tasks", [])
+    tasks.append(task)  # keep it alive until its thread ends
+    task._thread.finished.connect(lambda: tasks.remove(task) if task in tasks else None)
+    task.start()
+    return task
+
+
+class JobBridge(QObject):
+    """The job manager's events as Qt signals on the GUI thread."""
+
+    event = Signal(str, dict)
+    state_changed = Signal(str, str)
+    _deliver = Signal(str, dict)
+
+    def __init__(self, jobs: JobManager) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, str], dict] = {}
+        self._deliver.connect(self._on_deliver)  # queued: emitted from reader threads
+        self._timer = QTimer(self)
+        self._timer.setInterval(FLUSH_INTERVAL_MS)
+        self._timer.timeout.connect(self._flush)
+        self._timer.start()
+        self._unsubscribe = jobs.subscribe(self._on_job_event)
+
+    def _on_job_event(self, job_id: str, event: dict) -> None:
+        kind = event.get("event", "")
+        if kind in COALESCED:
+            with self._lock:
+                self._pending[(job_id, kind)] = event
+            return
+        self._flush_job(job_id)
+        self._deliver.emit(job_id, event)
+
+    def _flush_job(self, job_id: str) -> None:
+        with self._lock:
+            keys = [k for k in self._pending if k[0] == job_id]
+            items = [(k[0], self._pending.pop(k)) for k in keys]
+        for jid, event in items:
+            self._deliver.emit(jid, event)
+
+    def _flush(self) -> None:
+        with self._lock:
+            items = [(k[0], v) for k, v in self._pending.items()]
+            self._pending.clear()
+        for job_id, event in items:
+            self.event.emit(job_id, event)
+
+    def _on_deliver(self, job_id: str, event: dict) -> None:
+        self.event.emit(job_id, event)
+        if event.get("event") == "state":
+            self.state_changed.emit(job_id, event.get("state", ""))
+
+    def close(self) -> None:
+        self._timer.stop()
+        self._unsubscribe()

@@ -1,0 +1,116 @@
+"""The main window: five tabs and a status bar with the mode, the GPU and each engine's state."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QAction, QDesktopServices
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget
+
+from isengard_desktop import APP_NAME, __version__
+from isengard_desktop.context import AppContext
+from isengard_desktop.core.mode import FAST_TEST, describe_mode, detect_gpu
+from isengard_desktop.ui.bridge import JobBridge, run_in_background
+from isengard_desktop.ui.characters_tab import CharactersTab
+from isengard_desktop.ui.dataset_tab import DatasetTab
+from isengard_desktop.ui.jobs_tab import JobsTab
+from isengard_desktop.ui.training_tab import TrainingTab
+from isengard_desktop.ui.widgets import NotReadyPage
+
+ENGINE_STATES = "AI-Toolkit: not installed · ComfyUI: not installed"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, ctx: AppContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.setWindowTitle(f"{APP_NAME} — {ctx.volume.root}")
+        self.resize(1240, 800)
+        self.bridge = JobBridge(ctx.jobs)
+        self.tabs = QTabWidget()
+        self.characters = CharactersTab(ctx)
+        self.dataset = DatasetTab(ctx)
+        self.training = TrainingTab(ctx, self.bridge)
+        self.generate = NotReadyPage(
+            "Generate",
+            "Generating images needs an image engine (the embedded ComfyUI or the built-in diffusers generator); "
+            "neither is part of this version yet. Your trained LoRAs are kept in the volume's models/loras folder "
+            "and can be used in any FLUX tool meanwhile.",
+        )
+        self.jobs = JobsTab(ctx, self.bridge)
+        for widget, title in ((self.characters, "Characters"), (self.dataset, "Dataset"), (self.training, "Training"),
+                              (self.generate, "Generate"), (self.jobs, "Jobs")):
+            self.tabs.addTab(widget, title)
+        self.setCentralWidget(self.tabs)
+        self.characters.changed.connect(self.dataset.refresh)
+        self.characters.changed.connect(self.training.refresh)
+        self.dataset.changed.connect(self.characters.refresh)
+        self.dataset.changed.connect(self.training.refresh)
+        self.training.lora_finished.connect(self.characters.refresh)
+        self._build_menu()
+        self._build_status_bar()
+
+    def _build_menu(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        add = QAction("Add photos to the selected character…", self)
+        add.triggered.connect(self._import_from_menu)
+        file_menu.addAction(add)
+        open_volume = QAction("Open volume folder", self)
+        open_volume.triggered.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.ctx.volume.root))))
+        file_menu.addAction(open_volume)
+        file_menu.addSeparator()
+        quit_action = QAction("Quit", self)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+        help_menu = self.menuBar().addMenu("&Help")
+        about = QAction("About", self)
+        about.triggered.connect(lambda: QMessageBox.about(
+            self, APP_NAME, f"{APP_NAME} {__version__}\n\nVolume: {self.ctx.volume.root}\n{describe_mode(self.ctx.mode)}"))
+        help_menu.addAction(about)
+
+    def _import_from_menu(self) -> None:
+        characters = self.ctx.characters.list()
+        if not characters:
+            QMessageBox.information(self, "No character yet", "Create a character first, then add photos to it.")
+            return
+        self.tabs.setCurrentWidget(self.characters)
+        self.characters.choose_files(characters[0].id if len(characters) == 1 else self._ask_character(characters))
+
+    def _ask_character(self, characters) -> int:
+        from PySide6.QtWidgets import QInputDialog
+
+        names = [c.name for c in characters]
+        name, ok = QInputDialog.getItem(self, "Add photos", "Add photos to:", names, 0, False)
+        return characters[names.index(name)].id if ok else characters[0].id
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        mode = QLabel(("⚡ Fast-test mode" if self.ctx.mode == FAST_TEST else "Production mode"))
+        mode.setToolTip(describe_mode(self.ctx.mode))
+        if self.ctx.mode == FAST_TEST:
+            mode.setStyleSheet("color:#d9b36c;")
+        self.gpu_label = QLabel("GPU: checking…")
+        engines = QLabel(ENGINE_STATES)
+        engines.setToolTip("Installing AI-Toolkit and ComfyUI from the app is not built yet; training uses the "
+                           "built-in diffusers engine.")
+        bar.addWidget(mode)
+        bar.addWidget(QLabel(describe_mode(self.ctx.mode).split(":", 1)[-1].strip()) if self.ctx.mode == FAST_TEST
+                      else QLabel(""), 1)
+        bar.addPermanentWidget(self.gpu_label)
+        bar.addPermanentWidget(engines)
+        # nvidia-smi can take a second: ask off the GUI thread, after the window is up.
+        run_in_background(self, lambda _p, _c: detect_gpu(), on_done=lambda info: self.gpu_label.setText(
+            f"GPU: {info.summary}"))
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        running = self.ctx.jobs.running_jobs()
+        if running:
+            answer = QMessageBox.question(
+                self, "Training is running",
+                "A job is running. Quit anyway? It saves a checkpoint first, and you can resume it next time.")
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        self.ctx.jobs.shutdown(wait=60)
+        self.bridge.close()
+        self.dataset.shutdown()
+        super().closeEvent(event)

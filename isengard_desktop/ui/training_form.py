@@ -1,0 +1,132 @@
+"""The Training tab's set-up form: character, base model, preset, engine, the Advanced panel, pre-flight."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QPlainTextEdit, QSpinBox, QVBoxLayout, QWidget,
+)
+
+from isengard_desktop.context import AppContext
+from isengard_desktop.core.mode import FAST_TEST
+from isengard_desktop.core.presets import all_presets, load_preset
+from isengard_desktop.core.training import base_models
+from isengard_desktop.ui.widgets import label
+
+
+def _spin(low: int, high: int, step: int = 1) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setSingleStep(step)
+    return box
+
+
+class TrainingForm(QWidget):
+    changed = Signal()
+
+    def __init__(self, ctx: AppContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.character = QComboBox()
+        self.base_model = QComboBox()
+        self.preset = QComboBox()
+        for preset in all_presets():
+            self.preset.addItem(preset.label, preset.name)
+        self.preset.setCurrentIndex(1)
+        self.preset_info = label("", "muted")
+        self.engine = QComboBox()
+        form = QFormLayout()
+        form.addRow("Character", self.character)
+        form.addRow("Base model", self.base_model)
+        form.addRow("Preset", self.preset)
+        form.addRow("", self.preset_info)
+        form.addRow("Engine", self.engine)
+        self.advanced = QGroupBox("Advanced (overrides the preset)")
+        self.advanced.setCheckable(True)
+        self.advanced.setChecked(False)
+        adv = QFormLayout(self.advanced)
+        self.steps = _spin(1, 100_000, 50)
+        self.learning_rate = QDoubleSpinBox()
+        self.learning_rate.setDecimals(6)
+        self.learning_rate.setRange(0.000001, 0.01)
+        self.learning_rate.setSingleStep(0.00005)
+        self.rank, self.alpha = _spin(1, 256), _spin(1, 256)
+        self.resolution = _spin(64, 2048, 64)
+        self.batch = _spin(1, 16)
+        self.save_every, self.sample_every = _spin(1, 100_000, 50), _spin(1, 100_000, 50)
+        self.prompts = QPlainTextEdit()
+        self.prompts.setPlaceholderText("One sample prompt per line (default: two prompts with the trigger word)")
+        self.prompts.setFixedHeight(60)
+        for text, widget in (("Steps", self.steps), ("Learning rate", self.learning_rate), ("Rank", self.rank),
+                             ("Alpha", self.alpha), ("Resolution", self.resolution), ("Batch", self.batch),
+                             ("Save every N steps", self.save_every), ("Sample every N steps", self.sample_every),
+                             ("Sample prompts", self.prompts)):
+            adv.addRow(text, widget)
+        self.verdict = label("", "muted")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(form)
+        layout.addWidget(self.advanced)
+        layout.addWidget(self.verdict)
+        self.preset.currentIndexChanged.connect(self._load_preset_values)
+        for widget in (self.character, self.base_model, self.engine):
+            widget.currentIndexChanged.connect(self.changed)
+        self.advanced.toggled.connect(self.changed)
+        self.refresh()
+        self._load_preset_values()
+
+    def refresh(self) -> None:
+        current = self.character.currentData()
+        self.character.blockSignals(True)
+        self.character.clear()
+        for person in self.ctx.characters.list():
+            self.character.addItem(f"{person.name}  ({person.image_count} photos)", person.id)
+        self.character.setCurrentIndex(max(self.character.findData(current), 0))
+        self.character.blockSignals(False)
+        self.base_model.clear()
+        for model in base_models(self.ctx.volume, self.ctx.mode):
+            self.base_model.addItem(model.name + ("" if model.ready else " — not ready"), model)
+        from engines.registry import list_engines
+
+        self.engine.clear()
+        for info in list_engines("training"):
+            ok = info.availability.available
+            self.engine.addItem(info.name + ("" if ok else " — not available"), info.name)
+            item = self.engine.model().item(self.engine.count() - 1)
+            item.setEnabled(ok)
+            item.setToolTip(info.availability.reason)
+        self.engine.addItem("aitoolkit — not installed", "aitoolkit")
+        last = self.engine.model().item(self.engine.count() - 1)
+        last.setEnabled(False)
+        last.setToolTip("Installing AI-Toolkit from the app is not built in this version; use the built-in engine.")
+        self.changed.emit()
+
+    def _load_preset_values(self) -> None:
+        preset = load_preset(self.preset.currentData())
+        values = preset.values(fast_test=self.ctx.mode == FAST_TEST)
+        self.steps.setValue(values["steps"])
+        self.learning_rate.setValue(values["learning_rate"])
+        self.rank.setValue(values["rank"])
+        self.alpha.setValue(values["alpha"])
+        self.resolution.setValue(max(values["resolutions"]))
+        self.batch.setValue(values["batch_size"])
+        self.save_every.setValue(values["save_every"])
+        self.sample_every.setValue(values["sample_every"])
+        predicted = preset.predicted
+        times = ", ".join(f"{gpu} {s:.1f} s/step" for gpu, s in predicted.get("seconds_per_step", {}).items() if s)
+        self.preset_info.setText(f"{preset.description}\nNeeds about {predicted.get('vram_gb', '?')} GB of GPU memory; "
+                                 f"{times} (estimates).")
+        self.preset_info.setToolTip(predicted.get("source", ""))
+        self.changed.emit()
+
+    def overrides(self) -> dict:
+        if not self.advanced.isChecked():
+            return {}
+        preset = load_preset(self.preset.currentData())
+        base = preset.values(fast_test=self.ctx.mode == FAST_TEST)
+        resolutions = sorted({r for r in base["resolutions"] if r <= self.resolution.value()} | {self.resolution.value()})
+        prompts = [line.strip() for line in self.prompts.toPlainText().splitlines() if line.strip()]
+        return {"steps": self.steps.value(), "learning_rate": self.learning_rate.value(), "rank": self.rank.value(),
+                "alpha": self.alpha.value(), "resolutions": resolutions, "batch_size": self.batch.value(),
+                "save_every": self.save_every.value(), "sample_every": self.sample_every.value(),
+                "sample_prompts": prompts or None}

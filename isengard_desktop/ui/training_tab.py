@@ -1,0 +1,289 @@
+"""The Training tab: set up a run, start it, watch it live (progress, ETA, loss chart, samples, machine
+load), cancel and resume it, and look back at past runs and their LoRAs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtWidgets import (
+    QHBoxLayout, QListView, QListWidget, QListWidgetItem, QProgressBar, QSplitter, QVBoxLayout, QWidget,
+)
+
+from isengard_desktop.context import AppContext
+from isengard_desktop.core.log import correlation
+from isengard_desktop.core.mode import FAST_TEST
+from isengard_desktop.core.training import build_spec
+from isengard_desktop.errors import IsengardError
+from isengard_desktop.storage.jobs_repo import RESUMABLE_STATES
+from isengard_desktop.ui.bridge import JobBridge
+from isengard_desktop.ui.loss_chart import LossChart
+from isengard_desktop.ui.training_form import TrainingForm
+from isengard_desktop.ui.widgets import Banner, button, label
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m {seconds % 60:02d}s"
+
+
+def machine_text(event: dict) -> str:
+    if "gpu_util" in event:
+        return (f"GPU {event['gpu_util']}% · VRAM {event['vram_used_mb'] / 1024:.1f}/{event['vram_total_mb'] / 1024:.1f}"
+                f" GB · {event['temp_c']} °C")
+    return f"No GPU · CPU {event.get('cpu_percent', 0):.0f}% · RAM {event.get('ram_used_mb', 0) / 1024:.1f}/" \
+           f"{event.get('ram_total_mb', 0) / 1024:.1f} GB"
+
+
+class TrainingTab(QWidget):
+    lora_finished = Signal()
+
+    def __init__(self, ctx: AppContext, bridge: JobBridge) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.bridge = bridge
+        self.job_id: str | None = None
+        outer = QVBoxLayout(self)
+        header = QHBoxLayout()
+        header.addWidget(label("Training", "title", wrap=False))
+        if ctx.mode == FAST_TEST:
+            header.addWidget(label("  fast-test: tiny model on the CPU, samples are noise", "hint", wrap=False))
+        header.addStretch(1)
+        outer.addLayout(header)
+        self.banner_area = QVBoxLayout()
+        outer.addLayout(self.banner_area)
+
+        left = QWidget()
+        left_box = QVBoxLayout(left)
+        self.form = TrainingForm(ctx)
+        self.start_button = button("Start training", primary=True)
+        left_box.addWidget(self.form)
+        left_box.addWidget(self.start_button)
+        left_box.addWidget(label("Past runs", "muted"))
+        self.runs = QListWidget()
+        left_box.addWidget(self.runs, 1)
+
+        right = QWidget()
+        live = QVBoxLayout(right)
+        self.run_title = label("No run yet. Pick a character and press Start.", "muted")
+        self.progress = QProgressBar()
+        self.stats = label("", wrap=False)
+        self.machine = label("", "muted", wrap=False)
+        row = QHBoxLayout()
+        self.cancel_button = button("Cancel")
+        self.cancel_button.setToolTip("Saves a checkpoint first, so you can resume later.")
+        self.resume_button = button("Resume", primary=True)
+        row.addWidget(self.stats, 1)
+        row.addWidget(self.cancel_button)
+        row.addWidget(self.resume_button)
+        self.chart = LossChart()
+        self.samples = QListWidget()
+        self.samples.setViewMode(QListView.ViewMode.IconMode)
+        self.samples.setIconSize(QSize(128, 128))
+        self.samples.setResizeMode(QListView.ResizeMode.Adjust)
+        self.samples.setFixedHeight(190)
+        self.result = label("", "muted")
+        self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        for widget in (self.run_title, self.progress):
+            live.addWidget(widget)
+        live.addLayout(row)
+        live.addWidget(self.machine)
+        live.addWidget(self.chart, 1)
+        live.addWidget(label("Samples by step", "muted"))
+        live.addWidget(self.samples)
+        live.addWidget(self.result)
+
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([420, 800])
+        outer.addWidget(splitter, 1)
+
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.resume_button.clicked.connect(lambda: self.resume(self.job_id))
+        self.runs.currentItemChanged.connect(self._run_selected)
+        self.form.changed.connect(self.update_verdict)
+        bridge.event.connect(self._on_event)
+        self.refresh()
+
+    # set-up ------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        self.form.refresh()
+        self._reload_runs()
+        self._update_buttons()
+
+    def _character(self):
+        character_id = self.form.character.currentData()
+        return self.ctx.characters.get(character_id) if character_id is not None else None
+
+    def update_verdict(self) -> tuple | None:
+        character = self._character()
+        if character is None:
+            self.form.verdict.setText("Create a character and add photos first (Characters tab).")
+            self.start_button.setEnabled(False)
+            return None
+        try:
+            spec, check = build_spec(self.ctx.volume, self.ctx.dataset, character, self.ctx.mode,
+                                     self.form.preset.currentData(), self.form.overrides(),
+                                     self.form.base_model.currentData())
+        except IsengardError as exc:
+            self.form.verdict.setText(f"✖ {exc}")
+            self.start_button.setEnabled(False)
+            return None
+        lines = [f"✖ {p}" for p in check.problems] + [f"• {w}" for w in check.warnings]
+        if check.ok:
+            lines.insert(0, f"✔ Ready: {len(spec.dataset)} photos, {spec.steps} steps, rank {spec.rank}.")
+        self.form.verdict.setText("\n".join(lines))
+        self.start_button.setEnabled(check.ok and self.form.engine.currentData() is not None
+                                     and not self.ctx.jobs.running_jobs())
+        return spec, check
+
+    def start(self) -> str | None:
+        built = self.update_verdict()
+        if not built or not built[1].ok:
+            return None
+        spec, _check = built
+        character = self._character()
+        with correlation("training_start", character_id=character.id):
+            job = self.ctx.jobs.submit("training", self.form.engine.currentData(), spec.to_dict(), character.id,
+                                       meta={"preset": self.form.preset.currentData()})
+        self.show_job(job.id)
+        self._reload_runs()
+        return job.id
+
+    def cancel(self) -> None:
+        if self.job_id:
+            with correlation("training_cancel", job_id=self.job_id):
+                try:
+                    self.ctx.jobs.cancel(self.job_id)
+                except IsengardError as exc:
+                    self.result.setText(str(exc))
+            self.run_title.setText(self.run_title.text() + " — stopping, saving a checkpoint…")
+
+    def resume(self, job_id: str | None) -> None:
+        if not job_id:
+            return
+        with correlation("training_resume", job_id=job_id):
+            try:
+                self.ctx.jobs.resume(job_id)
+            except IsengardError as exc:
+                self.result.setText(str(exc))
+                return
+        self.show_job(job_id)
+
+    def offer_interrupted_jobs(self) -> None:
+        """At start-up: jobs that were running when the app closed are offered for resume."""
+        for job in self.ctx.jobs.recover():
+            if job.kind != "training":
+                continue
+            banner = Banner(f"A training run ({job.id}) was interrupted when the app closed. Resume it from its last "
+                            "checkpoint?", "Resume", lambda _=False, jid=job.id: self.resume(jid))
+            self.banner_area.addWidget(banner)
+        self._reload_runs()
+
+    # showing a run -----------------------------------------------------------------------------
+    def _reload_runs(self) -> None:
+        self.runs.blockSignals(True)
+        self.runs.clear()
+        for job in self.ctx.jobs.list(kind="training"):
+            step = job.progress.get("step", 0)
+            total = job.params.get("spec", {}).get("steps", "?")
+            lora = job.result.get("lora")
+            item = QListWidgetItem(f"{job.id} · {job.params.get('preset', '')} · {job.state} · {step}/{total}"
+                                   + ("\n  LoRA: " + Path(lora).name if lora else ""))
+            item.setData(Qt.ItemDataRole.UserRole, job.id)
+            self.runs.addItem(item)
+            if job.id == self.job_id:
+                self.runs.setCurrentItem(item)
+        self.runs.blockSignals(False)
+
+    def _run_selected(self, item: QListWidgetItem | None) -> None:
+        if item is not None:
+            self.show_job(item.data(Qt.ItemDataRole.UserRole))
+
+    def show_job(self, job_id: str) -> None:
+        """Show a run: replay its events so far (chart, samples), then follow it live."""
+        self.job_id = job_id
+        job = self.ctx.jobs.get(job_id)
+        self.samples.clear()
+        steps, losses = [], []
+        for event in self.ctx.jobs.events(job_id):
+            if event["event"] == "progress" and event.get("loss") is not None:
+                while steps and steps[-1] >= event["step"]:  # a resumed run repeats steps after its checkpoint
+                    steps.pop()
+                    losses.pop()
+                steps.append(event["step"])
+                losses.append(event["loss"])
+            elif event["event"] == "sample":
+                self._add_sample(event)
+        self.chart.set_points(steps, losses)
+        total = job.params.get("spec", {}).get("steps", 0)
+        self.progress.setRange(0, max(int(total), 1))
+        self.progress.setValue(int(job.progress.get("step", 0)))
+        self._show_progress(job.progress)
+        self._show_state(job)
+        self._update_buttons()
+
+    def _show_state(self, job) -> None:
+        character = self.ctx.characters.get(job.character_id).name if job.character_id else "?"
+        self.run_title.setText(f"{character} · {job.params.get('preset', '')} · {job.engine} · {job.state}")
+        text = ""
+        if job.state == "succeeded" and job.result.get("lora"):
+            text = f"LoRA saved: {job.result['lora']}"
+        elif job.error:
+            text = job.error
+        self.result.setText(text)
+
+    def _show_progress(self, event: dict) -> None:
+        if not event:
+            self.stats.setText("")
+            return
+        loss = event.get("loss")
+        self.stats.setText(f"step {event.get('step', 0)}/{event.get('total', '?')} · "
+                           f"{event.get('it_per_s', 0):.2f} it/s · ETA {_duration(event.get('eta_s'))}"
+                           + (f" · loss {loss:.4f}" if loss is not None else ""))
+
+    def _add_sample(self, event: dict) -> None:
+        pixmap = QPixmap(event["path"])
+        if pixmap.isNull():
+            return
+        item = QListWidgetItem(QIcon(pixmap), f"step {event['step']}")
+        item.setToolTip(event.get("prompt", ""))
+        self.samples.insertItem(0, item)  # newest first
+
+    def _on_event(self, job_id: str, event: dict) -> None:
+        if job_id != self.job_id:
+            if event.get("event") == "state":
+                self._reload_runs()
+            return
+        kind = event.get("event")
+        if kind == "progress":
+            self.progress.setRange(0, max(int(event["total"]), 1))
+            self.progress.setValue(int(event["step"]))
+            self._show_progress(event)
+            if event.get("loss") is not None:
+                self.chart.add_point(int(event["step"]), float(event["loss"]))
+        elif kind == "sample":
+            self._add_sample(event)
+        elif kind == "gpu":
+            self.machine.setText(machine_text(event))
+        elif kind == "state":
+            job = self.ctx.jobs.get(job_id)
+            self._show_state(job)
+            if event.get("state") not in ("queued", "running"):
+                self.show_job(job_id)  # the full curve from the events file
+                self._reload_runs()
+                if event.get("state") == "succeeded":
+                    self.lora_finished.emit()
+            self._update_buttons()
+            self.update_verdict()
+
+    def _update_buttons(self) -> None:
+        job = self.ctx.jobs.get(self.job_id) if self.job_id else None
+        self.cancel_button.setEnabled(bool(job and job.state in ("queued", "running")))
+        self.resume_button.setEnabled(bool(job and job.state in RESUMABLE_STATES))
