@@ -1,0 +1,50 @@
+"""UI tests run offscreen against a fresh volume; message boxes are answered 'Yes' instead of blocking."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("ISENGARD_MODE", "fast-test")
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from isengard_desktop.context import AppContext  # noqa: E402
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[AppContext]:
+    context = AppContext.open(tmp_path / "vol", "fast-test")
+    yield context
+    context.jobs.shutdown(wait=10)
+    context.close()
+
+
+@pytest.fixture
+def window(qtbot, ctx: AppContext, monkeypatch: pytest.MonkeyPatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from isengard_desktop.ui.main_window import MainWindow
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
+    win = MainWindow(ctx)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close()
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(9):
+        image = Image.new("RGB", (96 + i, 80), (30 + 20 * i, 120, 200 - 15 * i))
+        ImageDraw.Draw(image).ellipse((20, 10, 70, 60), fill=(240, 200, 160))
+        image.save(folder / f"face {i}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    return folder
