@@ -76,7 +76,7 @@ def describe_mode(mode: str) -> str:
     if mode == FAST_TEST:
         reason = "" if os.environ.get("ISENGARD_MODE") else f" ({detect_gpu().summary})"
         return (
-            f"Fast-test mode{reason}: a tiny built-in model trains and generates for real in seconds, "
-            "and its images are noise."
+            f"Fast-test mode{reason}: a tiny built-in model trains for real on the CPU in seconds; "
+            "its sample images are noise."
         )
     return "Production mode: real engines and real base models on the GPU."

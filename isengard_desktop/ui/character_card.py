@@ -29,7 +29,7 @@ class CharacterCard(QFrame):
         self.character = character
         self.setObjectName("card")
         self.setAcceptDrops(True)
-        self.setFixedWidth(AVATAR + 36)
+        self.setFixedWidth(AVATAR + 56)
         layout = QVBoxLayout(self)
         self.avatar = QLabel()
         self.avatar.setFixedSize(AVATAR, AVATAR)
@@ -51,7 +51,7 @@ class CharacterCard(QFrame):
         details.setStyleSheet("background:transparent;")
         layout.addWidget(details)
         row = QHBoxLayout()
-        for text, signal in (("Add photos…", self.import_requested), ("Edit", self.edit_requested),
+        for text, signal in (("+ Photos", self.import_requested), ("Edit", self.edit_requested),
                              ("Delete", self.delete_requested)):
             widget = button(text, danger=text == "Delete")
             widget.clicked.connect(lambda _=False, s=signal: s.emit(self.character.id))

@@ -93,8 +93,8 @@ class MainWindow(QMainWindow):
         engines.setToolTip("Installing AI-Toolkit and ComfyUI from the app is not built yet; training uses the "
                            "built-in diffusers engine.")
         bar.addWidget(mode)
-        bar.addWidget(QLabel(describe_mode(self.ctx.mode).split(":", 1)[-1].strip()) if self.ctx.mode == FAST_TEST
-                      else QLabel(""), 1)
+        detail = "tiny model, samples are noise" if self.ctx.mode == FAST_TEST else "real engines and base models"
+        bar.addWidget(QLabel(detail), 1)
         bar.addPermanentWidget(self.gpu_label)
         bar.addPermanentWidget(engines)
         # nvidia-smi can take a second: ask off the GUI thread, after the window is up.
