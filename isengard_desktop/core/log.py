@@ -23,7 +23,8 @@ import structlog
 
 CORRELATION_ENV = "ISENGARD_CORRELATION_ID"
 
-_SECRET_KEYS = re.compile(r"(token|secret|password|passwd|authorization|api[_-]?key|cookie)", re.I)
+# Whole words of a key ("hf_token", "api_key"), so that "tokens" (a count) is not taken for a secret.
+_SECRET_KEYS = re.compile(r"(?:^|_)(token|secret|password|passwd|authorization|api_?key|cookie)(?:$|_)", re.I)
 _SECRET_VALUES = re.compile(r"\b(hf_[A-Za-z0-9]{10,}|sk-[A-Za-z0-9]{10,}|Bearer\s+[A-Za-z0-9._-]{10,})")
 REDACTED = "[redacted]"
 

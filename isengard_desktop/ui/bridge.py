@@ -83,9 +83,10 @@ def run_in_background(parent: QObject, fn, on_progress=None, on_done=None, on_er
 class JobBridge(QObject):
     """The job manager's events as Qt signals on the GUI thread."""
 
-    event = Signal(str, dict)
+    # ``object``: the event dict goes through as it is, with no conversion to a QVariantMap.
+    event = Signal(str, object)
     state_changed = Signal(str, str)
-    _deliver = Signal(str, dict)
+    _deliver = Signal(str, object)
 
     def __init__(self, jobs: JobManager) -> None:
         super().__init__()

@@ -110,6 +110,7 @@ class JobsTab(QWidget):
                 self.table.setItem(row, column, QTableWidgetItem(value))
             if selected and job.id == selected.id:
                 self.table.selectRow(row)
+        self.table.resizeColumnsToContents()
         self._update_buttons()
 
     def log_lines(self, job: JobRow) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
-    QHBoxLayout, QListView, QListWidget, QListWidgetItem, QProgressBar, QSplitter, QVBoxLayout, QWidget,
+    QHBoxLayout, QListView, QListWidget, QListWidgetItem, QProgressBar, QScrollArea, QSplitter, QVBoxLayout, QWidget,
 )
 
 from isengard_desktop.context import AppContext
@@ -56,8 +56,12 @@ class TrainingTab(QWidget):
         self.banner_area = QVBoxLayout()
         outer.addLayout(self.banner_area)
 
-        left = QWidget()
-        left_box = QVBoxLayout(left)
+        left_content = QWidget()
+        left_box = QVBoxLayout(left_content)
+        left = QScrollArea()  # the Advanced panel can be taller than a laptop screen
+        left.setWidgetResizable(True)
+        left.setWidget(left_content)
+        left.setMinimumWidth(440)
         self.form = TrainingForm(ctx)
         self.start_button = button("Start training", primary=True)
         left_box.addWidget(self.form)
