@@ -49,6 +49,14 @@ class MainWindow(QMainWindow):
         self._build_menu()
         self._build_status_bar()
 
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().showEvent(event)
+        if not getattr(self, "_preloaded", False):
+            self._preloaded = True
+            from isengard_desktop.ui.loss_chart import preload
+
+            preload()
+
     def _build_menu(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
         add = QAction("Add photos to the selected character…", self)
