@@ -40,6 +40,7 @@ class FlowMatching:
         self.sigmas = scheduler.sigmas.detach().clone().float().cpu()
         self.vae_shift = float(vae_shift)
         self.vae_scale = float(vae_scale)
+        self._constants: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     def sample_sigmas(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(sigmas, timesteps) for a batch, both shaped [batch]."""
@@ -78,10 +79,15 @@ class FlowMatching:
         sigma = sigmas.to(device=device, dtype=latents.dtype).view(batch, 1, 1, 1)
         noisy = (1.0 - sigma) * latents + sigma * noise
         packed = FluxPipeline._pack_latents(noisy.to(dtype), batch, channels, height, width)
-        image_ids = FluxPipeline._prepare_latent_image_ids(batch, height // 2, width // 2, device, dtype)
-        guidance = None
-        if getattr(transformer.config, "guidance_embeds", False):
-            guidance = torch.full((batch,), TRAIN_GUIDANCE, device=device, dtype=torch.float32)
+        # Position ids and the guidance input depend only on the batch's shape: made once per bucket.
+        key = (batch, height, width, str(device), dtype)
+        if key not in self._constants:
+            image_ids = FluxPipeline._prepare_latent_image_ids(batch, height // 2, width // 2, device, dtype)
+            guidance = None
+            if getattr(transformer.config, "guidance_embeds", False):
+                guidance = torch.full((batch,), TRAIN_GUIDANCE, device=device, dtype=torch.float32)
+            self._constants[key] = (image_ids, guidance)
+        image_ids, guidance = self._constants[key]
         prediction = transformer(
             hidden_states=packed,
             # The transformer multiplies by 1000 internally; the script passes timesteps / 1000.
