@@ -24,8 +24,8 @@ import structlog
 import torch
 from safetensors.torch import load_file, save
 
-from engines.diffusers import files
 from engines.diffusers.errors import TrainingError
+from isengard_desktop.storage import atomic
 
 log = structlog.get_logger(__name__)
 
@@ -55,12 +55,12 @@ def save_checkpoint(
         # A run is deterministic, so the same step always has the same content: resuming and stopping
         # again before the next step finds its own checkpoint already there.
         return target
-    staging = files.staging_dir(root, target.name)
+    staging = atomic.staging_dir(root, target.name)
     (staging / "lora.safetensors").write_bytes(save(lora))
     torch.save(optimizer, staging / "optimizer.pt")
     state = {"format": FORMAT, "step": step, "rng": rng_state(), **extra}
     (staging / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
-    files.publish_dir(staging, target)
+    atomic.publish_dir(staging, target)
     _prune(root)
     log.info("checkpoint_saved", step=step, path=str(target))
     return target

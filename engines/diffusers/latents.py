@@ -21,8 +21,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 
-from engines.diffusers import files
 from engines.diffusers.dataset import Bucket, Sample, fit_to_bucket, load_image
+from isengard_desktop.storage import atomic
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +53,7 @@ def cache_latents(
         tensors = _read(path, fingerprint)
         if tensors is None:
             tensors = _encode(members, bucket, vae, device)
-            files.write_bytes(path, save(tensors, metadata={"fingerprint": fingerprint, "bucket": f"{bucket}"}))
+            atomic.write_bytes(path, save(tensors, metadata={"fingerprint": fingerprint, "bucket": f"{bucket}"}))
             log.info("latents_cached", path=str(path), images=len(members))
         else:
             log.info("latent_cache_used", path=str(path), images=len(members))

@@ -16,8 +16,8 @@ import structlog
 import torch
 from safetensors.torch import save
 
-from engines.diffusers import files
 from engines.diffusers.errors import TrainingError
+from isengard_desktop.storage import atomic
 
 log = structlog.get_logger(__name__)
 
@@ -118,7 +118,7 @@ def save_final_lora(path: Path, state: dict[str, torch.Tensor], metadata: dict[s
     """Write the final LoRA file atomically, with ``format: pt`` as diffusers writes it, plus ``metadata``."""
     if any(not isinstance(v, str) for v in metadata.values()):
         raise TypeError("safetensors metadata values must all be strings")
-    files.write_bytes(path, save(state, metadata={"format": "pt", **metadata}))
+    atomic.write_bytes(path, save(state, metadata={"format": "pt", **metadata}))
     log.info("lora_saved", path=str(path), tensors=len(state))
 
 

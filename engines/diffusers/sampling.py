@@ -15,9 +15,9 @@ import structlog
 import torch
 from PIL import Image
 
-from engines.diffusers import files
 from engines.diffusers.text import TextEmbedding, sequence_length
 from engines.interface import TrainingSpec
+from isengard_desktop.storage import atomic
 
 if TYPE_CHECKING:
     from diffusers import FluxPipeline
@@ -116,7 +116,7 @@ class Sampler:
                     width=self.size,
                     height=self.size,
                 )
-                files.write_png(path, image)
+                atomic.write_png(path, image)
                 log.info("sample_saved", step=step, path=str(path), seconds=round(time.perf_counter() - started, 3))
                 written.append((prompt, path))
         finally:

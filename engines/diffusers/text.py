@@ -19,7 +19,7 @@ import structlog
 import torch
 from safetensors.torch import load_file, save
 
-from engines.diffusers import files
+from isengard_desktop.storage import atomic
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +60,7 @@ def encode_texts(
         tensors[f"{number}.prompt_embeds"] = embeddings[text].prompt_embeds.float().cpu().contiguous()
         tensors[f"{number}.pooled"] = embeddings[text].pooled.float().cpu().contiguous()
     metadata = {"fingerprint": fingerprint, "texts": json.dumps(distinct)}
-    files.write_bytes(cache_file, save(tensors, metadata=metadata))
+    atomic.write_bytes(cache_file, save(tensors, metadata=metadata))
     log.info("text_cache_written", path=str(cache_file), texts=len(distinct))
     return embeddings
 

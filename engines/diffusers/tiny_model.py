@@ -14,7 +14,7 @@ from pathlib import Path
 
 import structlog
 
-from engines.diffusers import files
+from isengard_desktop.storage import atomic
 
 log = structlog.get_logger(__name__)
 
@@ -220,10 +220,10 @@ def ensure_tiny_flux(models_dir: Path) -> Path:
     target = models_dir / TINY_NAME
     if (target / "model_index.json").is_file():
         return target
-    staging = files.staging_dir(models_dir, TINY_NAME)
+    staging = atomic.staging_dir(models_dir, TINY_NAME)
     try:
         build_tiny_flux(staging)
-        files.publish_dir(staging, target)
+        atomic.publish_dir(staging, target)
     except OSError:
         # Another worker published it first (the target is now a complete, non-empty folder): use theirs.
         if not (target / "model_index.json").is_file():

@@ -1,6 +1,8 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, then rename over the target.
+"""Atomic writes: a temporary file (or folder) beside the target, flushed to disk, then renamed over it.
 
-A crash or power cut leaves either the old file or the new one, never half of one.
+A crash, a kill or a power cut leaves either the old state or the new one, never half of a file;
+that is what lets an interrupted job resume from its newest checkpoint (SPEC §4). Used by the app
+and by the built-in engines in their worker processes alike.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -43,3 +46,54 @@ def copy_file(source: Path, target: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(target.parent)
+
+
+def write_png(path: Path, image) -> None:
+    """Save a PIL image as PNG atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    write_bytes(path, buffer.getvalue())
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file under ``root`` (written by libraries that do not fsync themselves)."""
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        elif path.is_dir():
+            fsync_dir(path)
+
+
+def staging_dir(parent: Path, name: str) -> Path:
+    """A fresh hidden folder next to where ``name`` will be published."""
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent))
+
+
+def publish_dir(staging: Path, target: Path) -> None:
+    """Flush ``staging`` and rename it to ``target`` (which must not exist)."""
+    fsync_tree(staging)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    fsync_dir(target.parent)

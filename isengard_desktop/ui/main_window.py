@@ -92,7 +92,7 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
-        mode = QLabel(("⚡ Fast-test mode" if self.ctx.mode == FAST_TEST else "Production mode"))
+        mode = QLabel("⚡ Fast-test mode" if self.ctx.mode == FAST_TEST else "Production mode")
         mode.setToolTip(describe_mode(self.ctx.mode))
         if self.ctx.mode == FAST_TEST:
             mode.setStyleSheet("color:#d9b36c;")
