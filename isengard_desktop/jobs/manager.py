@@ -35,6 +35,7 @@ log = structlog.get_logger(__name__)
 Listener = Callable[[str, dict[str, Any]], None]
 STOP_TIMEOUT_S = 120.0
 PROGRESS_STORE_INTERVAL_S = 0.5
+ORPHAN_STOP_TIMEOUT_S = 60.0
 
 
 def new_job_id() -> str:
@@ -258,8 +259,14 @@ class JobManager:
         """Mark jobs left running or queued by a previous session as interrupted; returns them."""
         recovered = []
         for job in self.repo.list(states=("running", "queued")):
-            if job.id in self._running or _worker_alive(job.pid, job.id):
+            if job.id in self._running:
                 continue
+            if _worker_alive(job.pid, job.id):
+                if not _orphaned(job.pid):
+                    continue  # another Isengard process (e.g. the CLI) is running it
+                # Its app died: ask it to save a checkpoint and stop, then take the job back.
+                (self.job_dir(job) / protocol.STOP_FILE).touch()
+                _wait_for_exit(job.pid, ORPHAN_STOP_TIMEOUT_S)
             self._set_state(job.id, "interrupted",
                             error="Isengard Desktop closed while this job was running; resume it to continue "
                                   "from its last checkpoint.")
@@ -284,6 +291,30 @@ class JobManager:
     def delete_folder(self, job_id: str) -> None:
         job = self.get(job_id)
         shutil.rmtree(self.job_dir(job), ignore_errors=True)
+
+
+def _orphaned(pid: int | None) -> bool:
+    """Whether the worker's parent (the app or CLI that started it) is gone."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid).parent()
+    except (psutil.Error, OSError):
+        return True
+    return parent is None or parent.pid == 1 or "isengard" not in " ".join(parent.cmdline())
+
+
+def _wait_for_exit(pid: int | None, timeout: float) -> None:
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        process.wait(timeout=timeout)
+    except psutil.TimeoutExpired:
+        log.warning("orphan_worker_killed", pid=pid, timeout_s=timeout)
+        process.kill()
+    except (psutil.Error, OSError):
+        return
 
 
 def _worker_alive(pid: int | None, job_id: str) -> bool:

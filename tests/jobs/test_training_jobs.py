@@ -84,3 +84,36 @@ def test_a_killed_worker_becomes_a_failed_job_with_its_last_output(trained_ctx: 
     assert final.state == "failed"
     assert "ended unexpectedly" in final.error and "-9" in final.error
     assert ctx.jobs.running_jobs() == []
+
+
+def test_a_killed_app_leaves_an_interrupted_job_that_resumes(trained_ctx: AppContext, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    ctx = trained_ctx
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "isengard_desktop", "--volume", str(ctx.volume.root), "train", "Ada Lovelace",
+         "--preset", "quick", "--engine", "diffusers", "--steps", "20000", "--save-every", "100000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        jobs = ctx.jobs.list()
+        if jobs and jobs[0].progress.get("step", 0) > 5:
+            break
+        time.sleep(0.2)
+    job_id = ctx.jobs.list()[0].id
+    cli.kill()  # the app dies without a word
+    cli.wait()
+    recovered = ctx.jobs.recover()
+    assert [job.id for job in recovered] == [job_id]
+    job = ctx.jobs.get(job_id)
+    assert job.state == "interrupted"
+    checkpoints = list((ctx.jobs.job_dir(job) / "checkpoints").iterdir())
+    assert checkpoints, "the orphaned worker saved a checkpoint before stopping"
+    resumed_at = int(checkpoints[-1].name.split("_")[1])
+    assert resumed_at > 5
+    ctx.jobs.repo.set_params(job_id, {**job.params, "spec": {**job.params["spec"], "steps": resumed_at + 10}})
+    final = ctx.jobs.wait(ctx.jobs.resume(job_id).id, timeout=180)
+    assert final.state == "succeeded" and final.progress["step"] == resumed_at + 10
