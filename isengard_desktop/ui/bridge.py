@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, QTimer, Signal
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from isengard_desktop.jobs.manager import JobManager
 
@@ -65,16 +65,45 @@ class Task(QObject):
         return self._thread.wait(ms)
 
 
+class _Relay(QObject):
+    """Lives on the GUI thread and calls the callbacks there.
+
+    A plain function or lambda connected to a signal runs in the thread that emits it (Qt has no
+    receiver object to queue the call to), so the task's signals are connected to this object's
+    methods instead: Qt then queues each call to the GUI thread.
+    """
+
+    def __init__(self, parent: QObject, on_progress, on_done, on_error) -> None:
+        super().__init__(parent)
+        self._on_progress, self._on_done, self._on_error = on_progress, on_done, on_error
+
+    @Slot(object)
+    def progress(self, value) -> None:
+        if self._on_progress:
+            self._on_progress(value)
+
+    @Slot(object)
+    def done(self, value) -> None:
+        if self._on_done:
+            self._on_done(value)
+
+    @Slot(object)
+    def error(self, exc) -> None:
+        if self._on_error:
+            self._on_error(exc)
+
+
 def run_in_background(parent: QObject, fn, on_progress=None, on_done=None, on_error=None) -> Task:
+    """Run ``fn(progress, cancelled)`` on a worker thread; the callbacks run on the GUI thread."""
     task = Task(fn)
-    if on_progress:
-        task.progress.connect(on_progress)
-    if on_done:
-        task.finished.connect(on_done)
-    if on_error:
-        task.failed.connect(on_error)
+    relay = _Relay(parent, on_progress, on_done, on_error)
+    task.progress.connect(relay.progress)
+    task.finished.connect(relay.done)
+    task.failed.connect(relay.error)
     tasks = parent.__dict__.setdefault("_isengard_tasks", [])
     tasks.append(task)  # keep it alive until its thread ends
+
+    task._thread.finished.connect(relay.deleteLater)
     task._thread.finished.connect(lambda: tasks.remove(task) if task in tasks else None)
     task.start()
     return task

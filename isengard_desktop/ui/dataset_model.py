@@ -37,6 +37,10 @@ class _LoadThumbnail(QRunnable):
             except OSError:
                 pass
         qimage = QImage(str(path))
+        if not qimage.isNull():
+            # Scaled here, off the GUI thread: the GUI thread only wraps the result in a QPixmap.
+            qimage = qimage.scaled(CELL - 20, CELL - 40, Qt.AspectRatioMode.KeepAspectRatio,
+                                   Qt.TransformationMode.SmoothTransformation)
         self.signals.loaded.emit(self.image.id, qimage)
 
 
@@ -94,8 +98,7 @@ class DatasetModel(QAbstractListModel):
         self._loading.discard(image_id)
         if qimage.isNull():
             return
-        pixmap = QPixmap.fromImage(qimage.scaled(CELL - 20, CELL - 40, Qt.AspectRatioMode.KeepAspectRatio,
-                                                 Qt.TransformationMode.SmoothTransformation))
+        pixmap = QPixmap.fromImage(qimage)
         self._cache[image_id] = pixmap
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)

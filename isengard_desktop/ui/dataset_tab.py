@@ -3,7 +3,7 @@ caption editing and the selected image's details."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.dataset import DatasetImage, ImageFilter, default_caption
 from isengard_desktop.core.log import correlation
+from isengard_desktop.ui.bridge import run_in_background
 from isengard_desktop.ui.dataset_model import CELL, DatasetModel, ImageRole
 from isengard_desktop.ui.widgets import button, label
 
@@ -30,11 +31,14 @@ CAPTION_CHOICES = [("All captions", None), ("Own caption", True), ("Default capt
 
 class DatasetTab(QWidget):
     changed = Signal()
+    reloaded = Signal()  # the grid shows the current filter's images
 
     def __init__(self, ctx: AppContext) -> None:
         super().__init__()
         self.ctx = ctx
         self.model = DatasetModel(self)
+        self._generation = 0
+        self._select_after: int | None = None
         layout = QVBoxLayout(self)
         filters = QHBoxLayout()
         filters.addWidget(label("Dataset", "title", wrap=False))
@@ -132,10 +136,25 @@ class DatasetTab(QWidget):
         )
 
     def reload(self) -> None:
-        images = self.ctx.dataset.list(self.current_filter())
+        """Query the images for the current filter off the GUI thread (10,000 rows take ~150 ms)."""
+        self._generation += 1
+        generation, flt = self._generation, self.current_filter()
+        run_in_background(self, lambda _progress, _cancelled: self.ctx.dataset.list(flt),
+                          on_done=lambda images: self._apply(generation, images))
+
+    def _apply(self, generation: int, images: list[DatasetImage]) -> None:
+        if generation != self._generation:
+            return  # a newer filter was chosen meanwhile
         self.model.set_images(images)
         self.count.setText(f"{len(images)} photo{'s' if len(images) != 1 else ''}")
+        if self._select_after is not None:
+            row = next((r for r, image in enumerate(images) if image.id == self._select_after), None)
+            self._select_after = None
+            if row is not None:
+                self.view.selectionModel().setCurrentIndex(
+                    self.model.index(row), QItemSelectionModel.SelectionFlag.ClearAndSelect)
         self._show_selection()
+        self.reloaded.emit()
 
     def selected_images(self) -> list[DatasetImage]:
         return [index.data(ImageRole) for index in self.view.selectionModel().selectedIndexes()]
@@ -163,11 +182,8 @@ class DatasetTab(QWidget):
             return
         with correlation("caption_set", image_id=images[0].id):
             self.ctx.dataset.set_caption(images[0].id, text)
-        selected = images[0].id
+        self._select_after = images[0].id
         self.reload()
-        row = next((r for r, image in enumerate(self.model.images) if image.id == selected), None)
-        if row is not None:
-            self.view.setCurrentIndex(self.model.index(row))
 
     def _show_selection(self, *_args) -> None:
         images = self.selected_images() if self.view.selectionModel() else []
