@@ -206,8 +206,30 @@ def build_tiny_flux(dest: Path) -> Path:
     with torch.random.fork_rng(devices=[]):
         pipe = FluxPipeline(**_components())
     pipe.save_pretrained(dest, safe_serialization=True)
+    _portable_tokenizer_configs(dest)
     log.info("tiny_model_built", path=str(dest))
     return dest
+
+
+def _portable_tokenizer_configs(dest: Path) -> None:
+    """Make the saved tokenizers loadable by transformers 4.x too (AI-Toolkit's and ComfyUI's environments).
+
+    transformers 5 writes ``"extra_special_tokens": []``; 4.x reads that key as a dict and fails on a
+    list. An empty list means "none", which is also what leaving the key out means to both. And 4.x's
+    slow CLIPTokenizer (which AI-Toolkit uses) reads vocab.json and merges.txt, which 5 no longer writes.
+    """
+    import json
+
+    vocab, merges = clip_vocab_and_merges()
+    atomic.write_text(dest / "tokenizer" / "vocab.json", json.dumps(vocab, ensure_ascii=False))
+    atomic.write_text(dest / "tokenizer" / "merges.txt",
+                      "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+
+    for config_path in sorted(dest.glob("tokenizer*/tokenizer_config.json")):
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        if config.get("extra_special_tokens") == []:
+            del config["extra_special_tokens"]
+            atomic.write_text(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def ensure_tiny_flux(models_dir: Path) -> Path:
