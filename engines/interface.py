@@ -106,3 +106,23 @@ class TrainingEngine(Protocol):
     def train(self, spec: TrainingSpec, emit: Emit, should_stop: ShouldStop) -> str:
         """Train; return the final state: "succeeded", "cancelled" or "failed"."""
         ...
+
+
+def lora_metadata(spec: TrainingSpec, engine: str, engine_version: str, app_version: str) -> dict[str, str]:
+    """The safetensors metadata every trained LoRA carries, whichever engine trained it (SPEC §3).
+
+    The saved weights already include the alpha / rank scale (or alpha equals rank), so loaders must
+    apply them as they are; ``isengard.alpha_baked`` says so.
+    """
+    return {
+        "isengard.trigger_word": spec.trigger_word,
+        "isengard.base_model": spec.base_model_name,
+        "isengard.steps": str(spec.steps),
+        "isengard.rank": str(spec.rank),
+        "isengard.alpha": str(spec.alpha),
+        "isengard.alpha_baked": "true",
+        "isengard.preset": spec.preset,
+        "isengard.engine": engine,
+        "isengard.engine_version": engine_version,
+        "isengard.app_version": app_version,
+    }

@@ -17,6 +17,7 @@ log = structlog.get_logger(__name__)
 ENTRY_POINT_GROUP = "isengard.engines"
 
 BUILTIN: dict[str, str] = {
+    "aitoolkit": "engines.aitoolkit.engine:AIToolkitEngine",
     "diffusers": "engines.diffusers.engine:DiffusersEngine",
     "video": "engines.video:VideoEngine",
 }

@@ -24,7 +24,7 @@ from engines.diffusers.latents import LatentDist, cache_latents
 from engines.diffusers.preflight import preflight
 from engines.diffusers.sampling import Sampler
 from engines.diffusers.text import TextEmbedding, encode_texts
-from engines.interface import Emit, ShouldStop, TrainingSpec
+from engines.interface import Emit, ShouldStop, TrainingSpec, lora_metadata
 
 log = structlog.get_logger(__name__)
 
@@ -243,19 +243,7 @@ def save_final_lora(run: Run) -> Path:
     spec = run.spec
     path = run.output_dir / f"{spec.lora_name}.safetensors"
     state = lora.portable_state(lora.lora_state(run.transformer), spec.rank, spec.alpha)
-    metadata = {
-        "isengard.trigger_word": spec.trigger_word,
-        "isengard.base_model": spec.base_model_name,
-        "isengard.steps": str(spec.steps),
-        "isengard.rank": str(spec.rank),
-        "isengard.alpha": str(spec.alpha),
-        # alpha / rank is already multiplied into lora_B: loaders must apply the weights as they are.
-        "isengard.alpha_baked": "true",
-        "isengard.preset": spec.preset,
-        "isengard.engine": "diffusers",
-        "isengard.engine_version": lora.engine_version(),
-        "isengard.app_version": app_version(),
-    }
+    metadata = lora_metadata(spec, "diffusers", lora.engine_version(), app_version())
     lora.save_final_lora(path, state, metadata)
     return path
 

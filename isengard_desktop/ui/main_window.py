@@ -16,7 +16,16 @@ from isengard_desktop.ui.jobs_tab import JobsTab
 from isengard_desktop.ui.training_tab import TrainingTab
 from isengard_desktop.ui.widgets import NotReadyPage
 
-ENGINE_STATES = "AI-Toolkit: not installed · ComfyUI: not installed"
+
+
+def engine_states() -> tuple[str, str]:
+    """The status bar's engine line and its tooltip, from the registry (availability checks are cheap)."""
+    from engines.registry import describe
+
+    aitk = describe("aitoolkit").availability
+    text = f"AI-Toolkit: {'ready' if aitk.available else 'not installed'} · ComfyUI: not installed"
+    tip = (aitk.reason or "AI-Toolkit is ready.") + "\nComfyUI (image generation) is not part of this version yet."
+    return text, tip
 
 
 class MainWindow(QMainWindow):
@@ -97,9 +106,9 @@ class MainWindow(QMainWindow):
         if self.ctx.mode == FAST_TEST:
             mode.setStyleSheet("color:#d9b36c;")
         self.gpu_label = QLabel("GPU: checking…")
-        engines = QLabel(ENGINE_STATES)
-        engines.setToolTip("Installing AI-Toolkit and ComfyUI from the app is not built yet; training uses the "
-                           "built-in diffusers engine.")
+        text, tip = engine_states()
+        engines = QLabel(text)
+        engines.setToolTip(tip)
         bar.addWidget(mode)
         detail = "tiny model, samples are noise" if self.ctx.mode == FAST_TEST else "real engines and base models"
         bar.addWidget(QLabel(detail), 1)

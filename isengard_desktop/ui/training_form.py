@@ -17,7 +17,8 @@ from PySide6.QtWidgets import (
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.core.presets import all_presets, load_preset
-from isengard_desktop.core.training import base_models
+from isengard_desktop.core.training import base_models, choose_training_engine
+from isengard_desktop.errors import IsengardError
 from isengard_desktop.ui.widgets import label
 
 
@@ -99,17 +100,24 @@ class TrainingForm(QWidget):
             self.base_model.addItem(model.name + ("" if model.ready else " — not ready"), model)
         from engines.registry import list_engines
 
+        chosen = self.engine.currentData()
+        self.engine.blockSignals(True)
         self.engine.clear()
-        for info in list_engines("training"):
+        engines = list_engines("training")
+        for info in engines:
             ok = info.availability.available
             self.engine.addItem(info.name + ("" if ok else " — not available"), info.name)
             item = self.engine.model().item(self.engine.count() - 1)
             item.setEnabled(ok)
             item.setToolTip(info.availability.reason)
-        self.engine.addItem("aitoolkit — not installed", "aitoolkit")
-        last = self.engine.model().item(self.engine.count() - 1)
-        last.setEnabled(False)
-        last.setToolTip("Installing AI-Toolkit from the app is not built in this version; use the built-in engine.")
+        available = {info.name: (info.availability.available, info.availability.reason) for info in engines}
+        if not available.get(chosen, (False,))[0]:
+            try:  # the mode's preferred engine among those that can run here
+                chosen = choose_training_engine(None, available, self.ctx.mode)
+            except IsengardError:
+                chosen = None
+        self.engine.setCurrentIndex(self.engine.findData(chosen) if chosen else -1)
+        self.engine.blockSignals(False)
         self.changed.emit()
 
     def _load_preset_values(self) -> None:

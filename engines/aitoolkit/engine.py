@@ -1,0 +1,221 @@
+"""``AIToolkitEngine``: upstream AI-Toolkit (``python run.py job.json``) run from the worker subprocess.
+
+Where it lives: ``ISENGARD_AITOOLKIT_DIR`` (a checkout at the pinned commit) and
+``ISENGARD_AITOOLKIT_PYTHON`` (its own environment's python; default ``DIR/venv/bin/python``).
+Cancel sends SIGINT: at the pinned commit neither SIGINT nor the UI's stop flag saves on the way out,
+so a cancel loses the steps since the last checkpoint, and the engine says how many. Resume reruns
+the same config, and AI-Toolkit continues from its newest checkpoint and ``optimizer.pt``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import structlog
+
+from engines.aitoolkit import progress as parse
+from engines.aitoolkit.config import build_config
+from engines.interface import Availability, Emit, ShouldStop, TrainingSpec, lora_metadata
+
+log = structlog.get_logger(__name__)
+
+STOP_TIMEOUT_S = 60.0
+FAILURES = (  # (text in AI-Toolkit's output, what to tell the person)
+    ("CUDA out of memory", "The GPU ran out of memory; choose the Quick or Balanced preset (low-VRAM mode) or a "
+                           "smaller resolution."),
+    ("OutOfMemoryError", "The GPU ran out of memory; choose the Quick or Balanced preset (low-VRAM mode) or a "
+                         "smaller resolution."),
+    ("GatedRepoError", "The base model is gated on Hugging Face: accept its licence there and add your token in "
+                       "Settings."),
+    ("401 Client Error", "Hugging Face refused the download (not authorised): add your token in Settings."),
+    ("Repository Not Found", "The base model was not found; check the base model folder or name in Settings."),
+    ("No space left on device", "The disk is full: free some space or move the volume, then resume."),
+    ("ModuleNotFoundError", "AI-Toolkit's environment is missing a Python package: reinstall the engine."),
+)
+
+
+def locate() -> tuple[Path, Path] | str:
+    """(checkout, python) of the AI-Toolkit to run, or a sentence saying why there is none."""
+    folder = os.environ.get("ISENGARD_AITOOLKIT_DIR")
+    if not folder:
+        return ("AI-Toolkit is not installed: installing it from the app is not built yet. For development, set "
+                "ISENGARD_AITOOLKIT_DIR to a checkout and ISENGARD_AITOOLKIT_PYTHON to its environment's python.")
+    checkout = Path(folder)
+    if not (checkout / "run.py").is_file():
+        return f"ISENGARD_AITOOLKIT_DIR ({checkout}) has no run.py; point it at an AI-Toolkit checkout."
+    python = Path(os.environ.get("ISENGARD_AITOOLKIT_PYTHON") or checkout / "venv" / "bin" / "python")
+    if not python.is_file():
+        return f"AI-Toolkit's python ({python}) does not exist; set ISENGARD_AITOOLKIT_PYTHON to its environment."
+    return checkout, python
+
+
+def failure_message(tail: list[str], returncode: int) -> str:
+    text = "\n".join(tail)
+    for needle, message in FAILURES:
+        if needle in text:
+            return message
+    last = next((line for line in reversed(tail) if line.strip()), "")
+    return f"AI-Toolkit stopped with an error (exit code {returncode}): {last.strip()[:300]}"
+
+
+def write_dataset(spec: TrainingSpec, folder: Path) -> None:
+    """Images with their captions as AI-Toolkit reads them: ``0001.jpg`` beside ``0001.txt``."""
+    from isengard_desktop.storage import atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, item in enumerate(spec.dataset):
+        source = Path(item.path)
+        target = folder / f"{index:04d}{source.suffix.lower()}"
+        if not target.exists():
+            atomic.copy_file(source, target)
+        atomic.write_text(target.with_suffix(".txt"), item.caption)
+
+
+class AIToolkitEngine:
+    name = "aitoolkit"
+    kinds: tuple[str, ...] = ("training",)
+
+    def availability(self) -> Availability:
+        found = locate()
+        return Availability(False, found) if isinstance(found, str) else Availability(True)
+
+    def train(self, spec: TrainingSpec, emit: Emit, should_stop: ShouldStop) -> str:
+        found = locate()
+        if isinstance(found, str):
+            raise RuntimeError(found)
+        checkout, python = found
+        from isengard_desktop.core.mode import detect_gpu
+        from isengard_desktop.storage import atomic
+
+        output = Path(spec.output_dir)
+        device = "cpu" if spec.device == "cpu" or not detect_gpu().present else "cuda:0"
+        training_folder = output / "aitoolkit"
+        write_dataset(spec, output / "aitoolkit_dataset")
+        config_path = output / "aitoolkit_job.json"
+        import json
+
+        config = build_config(spec, output / "aitoolkit_dataset", training_folder, device)
+        atomic.write_text(config_path, json.dumps(config, indent=2))
+        run = _Run(spec, emit, training_folder / spec.lora_name)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        log.info("aitoolkit_started", checkout=str(checkout), python=str(python), device=device)
+        proc = subprocess.Popen(
+            [str(python), "run.py", str(config_path)], cwd=checkout, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            # The worker ignores SIGINT (the CLI turns Ctrl+C into a stop request); AI-Toolkit must not.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        readers = [threading.Thread(target=run.read, args=(stream,), daemon=True) for stream in (proc.stdout, proc.stderr)]
+        for reader in readers:
+            reader.start()
+        stopped = False
+        while proc.poll() is None:
+            run.collect_samples()
+            if not stopped and should_stop():
+                stopped = True
+                proc.send_signal(signal.SIGINT)
+                threading.Timer(STOP_TIMEOUT_S, lambda: proc.poll() is None and proc.kill()).start()
+            time.sleep(0.3)
+        for reader in readers:
+            reader.join()
+        run.collect_samples()
+        if stopped:
+            lost = run.step - run.checkpoint_step
+            emit({"event": "log", "level": "warning",
+                  "message": f"Stopped at step {run.step}; the last checkpoint is step {run.checkpoint_step}, so "
+                             f"{lost} step(s) will be trained again when you resume."})
+            emit({"event": "done", "state": "cancelled"})
+            return "cancelled"
+        if proc.returncode != 0:
+            raise RuntimeError(failure_message(list(run.tail), proc.returncode))
+        final = training_folder / spec.lora_name / f"{spec.lora_name}.safetensors"
+        path = output / f"{spec.lora_name}.safetensors"
+        _save_with_metadata(final, path, lora_metadata(spec, "aitoolkit", _version(checkout), _app_version()))
+        emit({"event": "progress", "step": spec.steps, "total": spec.steps, "loss": run.loss, "lr": run.lr,
+              "it_per_s": run.it_per_s, "eta_s": 0.0})
+        emit({"event": "artifact", "kind": "lora", "path": str(path)})
+        emit({"event": "done", "state": "succeeded"})
+        return "succeeded"
+
+
+class _Run:
+    """What the reader threads learn from AI-Toolkit's output."""
+
+    def __init__(self, spec: TrainingSpec, emit: Emit, folder: Path) -> None:
+        self.spec, self.emit, self.folder = spec, emit, folder
+        self.tail: deque[str] = deque(maxlen=60)
+        self.step = self.checkpoint_step = 0
+        self.loss = self.lr = None
+        self.it_per_s = 0.0
+        self._samples: set[Path] = set()
+        self._lock = threading.Lock()
+
+    def read(self, stream) -> None:
+        for raw in iter(lambda: stream.read1(65536) if hasattr(stream, "read1") else stream.read(4096), b""):
+            for line in parse.split_redraws(raw.decode("utf-8", "replace")):
+                self.handle(line)
+
+    def handle(self, line: str) -> None:
+        with self._lock:
+            self.tail.append(line)
+            bar = parse.parse_bar(line, self.spec.lora_name)
+            if bar is not None:
+                if bar.step != self.step or bar.loss != self.loss:
+                    self.step, self.loss, self.lr, self.it_per_s = bar.step, bar.loss, bar.lr, bar.it_per_s
+                    self.emit({"event": "progress", "step": bar.step, "total": bar.total, "loss": bar.loss,
+                               "lr": bar.lr, "it_per_s": round(bar.it_per_s, 4), "eta_s": bar.eta_s})
+                return
+            log.info("aitoolkit_output", line=line[:500])
+            saved = parse.parse_saved(line)
+            if saved and not saved.endswith(f"/{self.spec.lora_name}.safetensors"):
+                step = int(Path(saved).stem.rsplit("_", 1)[-1])
+                self.checkpoint_step = step
+                self.emit({"event": "checkpoint", "step": step, "path": saved})
+
+    def collect_samples(self) -> None:
+        folder = self.folder / "samples"
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.glob("*.jpg")):
+            if path in self._samples:
+                continue
+            self._samples.add(path)
+            try:  # samples/{ms}__{step:09d}_{i}.jpg
+                step = int(path.stem.split("__", 1)[1].split("_", 1)[0])
+                index = int(path.stem.rsplit("_", 1)[1])
+            except (IndexError, ValueError):
+                continue
+            prompts = self.spec.sample_prompts
+            self.emit({"event": "sample", "step": step, "path": str(path),
+                       "prompt": prompts[index] if index < len(prompts) else ""})
+
+
+def _save_with_metadata(source: Path, target: Path, metadata: dict[str, str]) -> None:
+    """Copy AI-Toolkit's LoRA with the app's metadata added to what AI-Toolkit wrote."""
+    from safetensors import safe_open
+    from safetensors.torch import save
+
+    from isengard_desktop.storage import atomic
+
+    with safe_open(str(source), "pt") as handle:
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        existing = handle.metadata() or {}
+    atomic.write_bytes(target, save(tensors, metadata={**existing, **metadata}))
+    log.info("lora_saved", path=str(target), tensors=len(tensors))
+
+
+def _version(checkout: Path) -> str:
+    head = checkout / ".isengard-commit"
+    return "ai-toolkit " + (head.read_text().strip() if head.exists() else "unknown commit")
+
+
+def _app_version() -> str:
+    from isengard_desktop import __version__
+
+    return __version__
