@@ -52,11 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"isengard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from isengard_desktop.cli import characters, dataset, jobs
+    from isengard_desktop.cli import characters, dataset, engines, jobs
 
     characters.add_parser(sub, common)
     dataset.add_parser(sub, common)
     jobs.add_parsers(sub, common)
+    engines.add_parser(sub, common)
     return parser
 
 

@@ -108,3 +108,21 @@ def test_newer_database_is_refused(tmp_path: Path) -> None:
         conn.execute("INSERT INTO schema_version VALUES (999, '0999_future.sql', 'x')")
     proc = isengard(volume, "characters", "list", check=False)
     assert proc.returncode == 1 and "newer version" in proc.stderr
+
+
+def test_engines_status_against_the_pins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    volume = tmp_path / "vol"
+    monkeypatch.delenv("ISENGARD_AITOOLKIT_DIR", raising=False)
+    report = {e["name"]: e for e in json.loads(isengard(volume, "engines", "status", "--json").stdout)}
+    assert set(report) == {"aitoolkit", "comfyui"} and not report["aitoolkit"]["installed"]
+    assert report["aitoolkit"]["pinned_commit"] == "4d5a649a"
+
+    checkout = tmp_path / "ai-toolkit"
+    checkout.mkdir()
+    (checkout / ".isengard-commit").write_text("0123abcd\n")
+    monkeypatch.setenv("ISENGARD_AITOOLKIT_DIR", str(checkout))
+    monkeypatch.setenv("ISENGARD_AITOOLKIT_PYTHON", str(tmp_path / "no-python"))
+    report = {e["name"]: e for e in json.loads(isengard(volume, "engines", "status", "--json").stdout)}
+    aitk = report["aitoolkit"]
+    assert aitk["installed"] and not aitk["matches_pin"] and not aitk["environment_ok"]
+    assert "0123abcd" in aitk["detail"] and "cannot import torch" in aitk["detail"]
