@@ -197,17 +197,24 @@ class _Run:
 
 
 def _save_with_metadata(source: Path, target: Path, metadata: dict[str, str]) -> None:
-    """Copy AI-Toolkit's LoRA with the app's metadata added to what AI-Toolkit wrote."""
-    from safetensors import safe_open
-    from safetensors.torch import save
+    """Copy AI-Toolkit's LoRA with the app's metadata added to what AI-Toolkit wrote.
+
+    Only the safetensors header changes (tensor offsets are relative to the data that follows it), so
+    this rewrites the header and copies the data as it is, without loading torch into the worker.
+    """
+    import json
+    import struct
 
     from isengard_desktop.storage import atomic
 
-    with safe_open(str(source), "pt") as handle:
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-        existing = handle.metadata() or {}
-    atomic.write_bytes(target, save(tensors, metadata={**existing, **metadata}))
-    log.info("lora_saved", path=str(target), tensors=len(tensors))
+    data = source.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    header["__metadata__"] = {**header.get("__metadata__", {}), **metadata}
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-len(encoded) % 8)  # the format keeps the data 8-byte aligned
+    atomic.write_bytes(target, struct.pack("<Q", len(encoded)) + encoded + data[8 + length :])
+    log.info("lora_saved", path=str(target), tensors=len(header) - 1)
 
 
 def _version(checkout: Path) -> str:
