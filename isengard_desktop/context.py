@@ -5,6 +5,7 @@ Both the window and the CLI start from ``AppContext.open``; tests open one on a 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,9 @@ class AppContext:
     @classmethod
     def open(cls, root: Path, mode: str) -> AppContext:
         volume = Volume.open(root)
+        # Engines find what is installed in this volume (engines/<name>/) through it, in this process
+        # and in the worker processes that inherit the environment.
+        os.environ["ISENGARD_VOLUME"] = str(volume.root)
         db = Database(volume.database_path)
         settings = settings_store.load(volume.settings_path)
         if not volume.settings_path.exists():

@@ -41,17 +41,28 @@ FAILURES = (  # (text in AI-Toolkit's output, what to tell the person)
 
 
 def locate() -> tuple[Path, Path] | str:
-    """(checkout, python) of the AI-Toolkit to run, or a sentence saying why there is none."""
+    """(checkout, python) of the AI-Toolkit to run, or a sentence saying why there is none.
+
+    The development variables win; otherwise the install in the volume (``isengard engines install``),
+    whose folder the app passes down as ``ISENGARD_VOLUME``.
+    """
     folder = os.environ.get("ISENGARD_AITOOLKIT_DIR")
-    if not folder:
-        return ("AI-Toolkit is not installed: installing it from the app is not built yet. For development, set "
+    if folder:
+        checkout = Path(folder)
+        python = Path(os.environ.get("ISENGARD_AITOOLKIT_PYTHON") or checkout / "venv" / "bin" / "python")
+    elif os.environ.get("ISENGARD_VOLUME"):
+        installed = Path(os.environ["ISENGARD_VOLUME"]) / "engines" / "aitoolkit"
+        checkout, python = installed / "src", installed / "venv" / "bin" / "python"
+        if not checkout.is_dir():
+            return ("AI-Toolkit is not installed: run `isengard engines install aitoolkit` (needs internet, or "
+                    "--source with a local clone), or use the built-in diffusers engine.")
+    else:
+        return ("AI-Toolkit is not installed: run `isengard engines install aitoolkit`, or for development set "
                 "ISENGARD_AITOOLKIT_DIR to a checkout and ISENGARD_AITOOLKIT_PYTHON to its environment's python.")
-    checkout = Path(folder)
     if not (checkout / "run.py").is_file():
-        return f"ISENGARD_AITOOLKIT_DIR ({checkout}) has no run.py; point it at an AI-Toolkit checkout."
-    python = Path(os.environ.get("ISENGARD_AITOOLKIT_PYTHON") or checkout / "venv" / "bin" / "python")
+        return f"{checkout} has no run.py; reinstall AI-Toolkit with `isengard engines install aitoolkit`."
     if not python.is_file():
-        return f"AI-Toolkit's python ({python}) does not exist; set ISENGARD_AITOOLKIT_PYTHON to its environment."
+        return f"AI-Toolkit's python ({python}) does not exist; reinstall it with `isengard engines install aitoolkit`."
     return checkout, python
 
 

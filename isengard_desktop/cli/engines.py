@@ -14,6 +14,27 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("status", parents=[common], help="installed or not, commit, environment").set_defaults(
         handler=status_cmd)
+    install = actions.add_parser("install", parents=[common], help="install an engine at its pinned commit")
+    install.add_argument("name", metavar="NAME")
+    install.add_argument("--source", metavar="DIR", help="a local git clone to take the pinned commit from")
+    install.set_defaults(handler=install_cmd)
+
+
+def install_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from isengard_desktop.cli.output import ProgressBar
+    from isengard_desktop.core.engines_install import install
+
+    bar = ProgressBar(f"Installing {args.name}", enabled=not args.json)
+    record = install(args.name, ctx.volume.root, Path(args.source) if args.source else None,
+                     lambda done, total, what: bar.update(done, total, what))
+    bar.close()
+    if args.json:
+        emit_json(record)
+    else:
+        say(f"{args.name} installed at {record['commit'][:12]} in {ctx.volume.root / 'engines' / args.name}")
+    return 0
 
 
 def status_cmd(ctx: AppContext, args: argparse.Namespace) -> int:

@@ -68,7 +68,7 @@ class MainWindow(QMainWindow):
 
     def _build_menu(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
-        add = QAction("Add photos to the selected character…", self)
+        add = QAction("Add photos…", self)
         add.triggered.connect(self._import_from_menu)
         file_menu.addAction(add)
         open_volume = QAction("Open volume folder", self)

@@ -41,10 +41,11 @@ def test_config_matches_golden(preset: str) -> None:
     assert process["model"]["quantize"] == (preset != "high")
 
 
-def test_unavailable_without_a_checkout(monkeypatch) -> None:
+def test_unavailable_without_a_checkout(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.delenv("ISENGARD_AITOOLKIT_DIR", raising=False)
+    monkeypatch.setenv("ISENGARD_VOLUME", str(tmp_path))
     availability = AIToolkitEngine().availability()
-    assert not availability.available and "ISENGARD_AITOOLKIT_DIR" in availability.reason
+    assert not availability.available and "isengard engines install aitoolkit" in availability.reason
 
 
 def test_failures_become_advice() -> None:

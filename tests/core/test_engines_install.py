@@ -1,0 +1,34 @@
+"""Installing an engine: a source without the pinned commit is refused, and the previous install survives."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from isengard_desktop.core.engines_install import InstallError, install
+
+
+def test_wrong_source_keeps_the_previous_install(tmp_path: Path) -> None:
+    repo = tmp_path / "not-ai-toolkit"
+    repo.mkdir()
+    for command in (["init", "-q"], ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "--allow-empty",
+                                     "-m", "unrelated"]):
+        subprocess.run(["git", "-C", str(repo), *command], check=True)
+    volume = tmp_path / "volume"
+    previous = volume / "engines" / "aitoolkit" / "src"
+    previous.mkdir(parents=True)
+    (previous / "run.py").write_text("# the working install\n")
+
+    with pytest.raises(InstallError, match="does not contain the pinned commit 4d5a649a"):
+        install("aitoolkit", volume, source=repo)
+    assert (previous / "run.py").read_text() == "# the working install\n"
+    assert sorted(p.name for p in (volume / "engines").iterdir()) == ["aitoolkit", "aitoolkit-install.log"]
+
+
+def test_unknown_and_unbuilt_engines_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InstallError, match="no engine called 'nope'"):
+        install("nope", tmp_path)
+    with pytest.raises(InstallError, match="comfyui is not built yet"):
+        install("comfyui", tmp_path)
