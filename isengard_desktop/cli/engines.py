@@ -18,17 +18,26 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     install.add_argument("name", metavar="NAME")
     install.add_argument("--source", metavar="DIR", help="a local git clone to take the pinned commit from")
     install.set_defaults(handler=install_cmd)
+    update = actions.add_parser("update", parents=[common], help="move an engine's pin to COMMIT and reinstall")
+    update.add_argument("name", metavar="NAME")
+    update.add_argument("commit", metavar="COMMIT")
+    update.add_argument("--source", metavar="DIR", help="a local git clone to take the commit from")
+    update.set_defaults(handler=install_cmd)
 
 
 def install_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from isengard_desktop.cli.output import ProgressBar
-    from isengard_desktop.core.engines_install import install
+    from isengard_desktop.core.engines_install import install, update
 
     bar = ProgressBar(f"Installing {args.name}", enabled=not args.json)
-    record = install(args.name, ctx.volume.root, Path(args.source) if args.source else None,
-                     lambda done, total, what: bar.update(done, total, what))
+    source = Path(args.source) if args.source else None
+    show = lambda done, total, what: bar.update(done, total, what)  # noqa: E731
+    if args.action == "update":
+        record = update(args.name, args.commit, ctx.volume.root, source, show)
+    else:
+        record = install(args.name, ctx.volume.root, source, show)
     bar.close()
     if args.json:
         emit_json(record)

@@ -148,3 +148,25 @@ def install(name: str, volume_root: Path, source: Path | None = None, progress: 
     report(6, 6, "Installed")
     log.info("engine_installed", engine=name, commit=commit, path=str(final))
     return record
+
+
+def update(name: str, commit: str, volume_root: Path, source: Path | None = None,
+           progress: Progress | None = None) -> dict:
+    """Move ``name``'s pin to ``commit`` and reinstall; the old pin comes back if the install fails."""
+    from isengard_desktop.core.engines_status import pins_path
+
+    path = pins_path()
+    original = path.read_text(encoding="utf-8")
+    data = json.loads(original)
+    if name not in data["engines"]:
+        raise InstallError(f"There is no engine called {name!r} in the pins; known: {', '.join(data['engines'])}.")
+    entry = data["engines"][name]
+    data["engines"][name] = {**entry, "commit": commit, "date": "", "verified": False}
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    try:
+        record = install(name, volume_root, source, progress)
+    except BaseException:
+        path.write_text(original, encoding="utf-8")
+        raise
+    log.info("engine_pin_moved", engine=name, old=entry["commit"], new=record["commit"])
+    return record

@@ -2,7 +2,7 @@
 
 An engine counts as installed from the development variables (``ISENGARD_AITOOLKIT_DIR`` and its
 python) or from the volume's ``engines/<name>/`` folder (``src/`` at the pinned commit, ``venv/``).
-Installing from the app (``isengard engines install``) is not built yet; this module only reports.
+``isengard engines install`` (core/engines_install.py) puts an engine there; this module only reports.
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ ENV_DIRS = {"aitoolkit": "ISENGARD_AITOOLKIT_DIR", "comfyui": "ISENGARD_COMFYUI_
 ENV_PYTHONS = {"aitoolkit": "ISENGARD_AITOOLKIT_PYTHON", "comfyui": "ISENGARD_COMFYUI_PYTHON"}
 
 
+def pins_path() -> Path:
+    return resources_dir().parent / "vendor" / "VENDOR_PINS.json"
+
+
 def pins() -> dict:
-    path = resources_dir().parent / "vendor" / "VENDOR_PINS.json"
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(pins_path().read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,9 @@ def status(name: str, volume_root: Path) -> EngineStatus:
         python = volume_root / "engines" / name / "venv" / "bin" / "python"
     if not checkout.is_dir():
         return EngineStatus(name, pin, False, "", None, None, False, False,
-                            f"not installed (installing from the app is not built yet; set {ENV_DIRS[name]} "
-                            "to a checkout for development)")
+                            f"not installed: `isengard engines install {name}`"
+                            + ("" if name == "aitoolkit" else " is not built for it yet")
+                            + f"; for development set {ENV_DIRS[name]} to a checkout")
     commit = _commit_of(checkout)
     env_ok = _python_ok(python)
     matches = bool(commit) and (commit.startswith(pin) or pin.startswith(commit))

@@ -32,3 +32,15 @@ def test_unknown_and_unbuilt_engines_are_refused(tmp_path: Path) -> None:
         install("nope", tmp_path)
     with pytest.raises(InstallError, match="comfyui is not built yet"):
         install("comfyui", tmp_path)
+
+
+def test_failed_update_restores_the_pin(tmp_path: Path) -> None:
+    from isengard_desktop.core.engines_install import update
+    from isengard_desktop.core.engines_status import pins_path
+
+    before = pins_path().read_text()
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    with pytest.raises(InstallError, match="does not contain the pinned commit deadbeef"):
+        update("aitoolkit", "deadbeef", tmp_path / "volume", source=repo)
+    assert pins_path().read_text() == before
