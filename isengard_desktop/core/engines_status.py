@@ -77,9 +77,8 @@ def status(name: str, volume_root: Path) -> EngineStatus:
         python = volume_root / "engines" / name / "venv" / "bin" / "python"
     if not checkout.is_dir():
         return EngineStatus(name, pin, False, "", None, None, False, False,
-                            f"not installed: `isengard engines install {name}`"
-                            + ("" if name == "aitoolkit" else " is not built for it yet")
-                            + f"; for development set {ENV_DIRS[name]} to a checkout")
+                            f"not installed: use Install (or `isengard engines install {name}`)" if name == "aitoolkit"
+                            else "not installed: installing it from the app is not built yet")
     commit = _commit_of(checkout)
     env_ok = _python_ok(python)
     matches = bool(commit) and (commit.startswith(pin) or pin.startswith(commit))

@@ -24,6 +24,7 @@ def engine_states() -> tuple[str, str]:
 
     aitk = describe("aitoolkit").availability
     text = f"AI-Toolkit: {'ready' if aitk.available else 'not installed'} · ComfyUI: not installed"
+    # (File → Settings shows details and installs AI-Toolkit.)
     tip = (aitk.reason or "AI-Toolkit is ready.") + "\nComfyUI (image generation) is not part of this version yet."
     return text, tip
 
@@ -74,6 +75,9 @@ class MainWindow(QMainWindow):
         open_volume = QAction("Open volume folder", self)
         open_volume.triggered.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.ctx.volume.root))))
         file_menu.addAction(open_volume)
+        settings = QAction("Settings…", self)
+        settings.triggered.connect(self.open_settings)
+        file_menu.addAction(settings)
         file_menu.addSeparator()
         quit_action = QAction("Quit", self)
         quit_action.triggered.connect(self.close)
@@ -83,6 +87,13 @@ class MainWindow(QMainWindow):
         about.triggered.connect(lambda: QMessageBox.about(
             self, APP_NAME, f"{APP_NAME} {__version__}\n\nVolume: {self.ctx.volume.root}\n{describe_mode(self.ctx.mode)}"))
         help_menu.addAction(about)
+
+    def open_settings(self):
+        from isengard_desktop.ui.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.ctx, self)
+        dialog.open()
+        return dialog
 
     def _import_from_menu(self) -> None:
         characters = self.ctx.characters.list()

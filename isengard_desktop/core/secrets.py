@@ -1,0 +1,32 @@
+"""The Hugging Face token, kept in the OS keyring (never in a file or a log)."""
+
+from __future__ import annotations
+
+from isengard_desktop.errors import IsengardError
+
+SERVICE = "isengard-desktop"
+HF_TOKEN = "huggingface-token"
+
+
+def set_hf_token(token: str) -> None:
+    import keyring
+    from keyring.errors import KeyringError
+
+    try:
+        if token.strip():
+            keyring.set_password(SERVICE, HF_TOKEN, token.strip())
+        elif keyring.get_password(SERVICE, HF_TOKEN) is not None:
+            keyring.delete_password(SERVICE, HF_TOKEN)
+    except (KeyringError, RuntimeError) as exc:
+        raise IsengardError(f"The token could not be stored in the system keyring ({type(exc).__name__}); install "
+                            "or unlock a keyring (e.g. GNOME Keyring or KWallet) and try again.") from exc
+
+
+def has_hf_token() -> bool:
+    import keyring
+    from keyring.errors import KeyringError
+
+    try:
+        return keyring.get_password(SERVICE, HF_TOKEN) is not None
+    except (KeyringError, RuntimeError):
+        return False
