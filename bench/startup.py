@@ -46,7 +46,7 @@ def main() -> None:
             start = time.perf_counter()
             out = subprocess.run([sys.executable, "-m", "isengard_desktop", "--volume", str(volume)],
                                  capture_output=True, text=True, env=env, timeout=60)
-            line = next(l for l in out.stdout.splitlines() if l.startswith("startup_s="))
+            line = next(row for row in out.stdout.splitlines() if row.startswith("startup_s="))
             times.append(time.perf_counter() - start)
             inside.append(float(line.split("=")[1]))
     platform = "xvfb" if env.get("DISPLAY") else "offscreen"

@@ -64,7 +64,7 @@ class DatasetModel(QAbstractListModel):
         self._rows = {image.id: row for row, image in enumerate(images)}
         self.endResetModel()
 
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008 (Qt's signature)
         return 0 if parent.isValid() else len(self.images)
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):

@@ -17,7 +17,6 @@ from isengard_desktop.ui.training_tab import TrainingTab
 from isengard_desktop.ui.widgets import NotReadyPage
 
 
-
 def engine_states() -> tuple[str, str]:
     """The status bar's engine line and its tooltip, from the registry (availability checks are cheap)."""
     from engines.registry import describe
