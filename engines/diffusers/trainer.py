@@ -64,7 +64,13 @@ def train(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop) -> str:
         output_dir=spec.output_dir,
         resume=spec.resume,
     )
-    run = prepare(spec, emit)
+    try:
+        run = prepare(spec, emit, should_stop)
+    except _StoppedDuringSetup:
+        # Nothing was trained yet, so there is nothing to save; a resume starts the set-up again.
+        log.info("training_cancelled", step=0, during="setup")
+        emit({"event": "done", "state": "cancelled"})
+        return "cancelled"
     for step in range(run.start_step, spec.steps):
         if should_stop():
             save_checkpoint(run, step)
@@ -85,8 +91,20 @@ def train(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop) -> str:
     return "succeeded"
 
 
-def prepare(spec: TrainingSpec, emit: Emit) -> Run:
-    """Check the spec, cache text and latents, load the transformer with a LoRA, restore a checkpoint."""
+class _StoppedDuringSetup(Exception):
+    """Cancel was pressed while the run was still loading models or caching."""
+
+
+def prepare(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop = lambda: False) -> Run:
+    """Check the spec, cache text and latents, load the transformer with a LoRA, restore a checkpoint.
+
+    On FLUX.1-dev each phase can take minutes, so a stop request is honoured between phases.
+    """
+
+    def checkpoint_stop() -> None:
+        if should_stop():
+            raise _StoppedDuringSetup
+
     _check_name(spec.lora_name)
     output = Path(spec.output_dir)
     runtime = models.resolve_runtime(spec.device, spec.num_threads)
@@ -106,6 +124,7 @@ def prepare(spec: TrainingSpec, emit: Emit) -> Run:
     models.quiet_progress_bars()
     base = Path(spec.base_model)
     cache = output / "cache"
+    checkpoint_stop()
     texts = encode_texts(
         base,
         [s.caption for s in samples] + list(spec.sample_prompts),
@@ -113,10 +132,13 @@ def prepare(spec: TrainingSpec, emit: Emit) -> Run:
         runtime.device,
         runtime.dtype,
     )
+    checkpoint_stop()
     vae = models.load_vae(base, runtime)
     latents = cache_latents(samples, vae, cache, runtime.device)
+    checkpoint_stop()
     flow = FlowMatching(models.load_scheduler(base), vae.config.shift_factor or 0.0, vae.config.scaling_factor)
     transformer = models.load_transformer(base, runtime, spec.low_vram, warn=lambda text: _warn(emit, text))
+    checkpoint_stop()
     # The LoRA's initial weights come from the run's seed, whatever ran before in this process.
     torch.manual_seed(derive_seed(spec.seed, "lora-init"))
     params = lora.add_lora(transformer, spec.rank, spec.alpha)

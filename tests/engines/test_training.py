@@ -166,3 +166,22 @@ def test_engine_is_available_and_light_to_import() -> None:
     assert engine.availability().available
     code = "import sys, engines.diffusers; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0
+
+
+def test_cancel_during_setup_stops_before_training(tiny_flux, tiny_dataset, tmp_path) -> None:
+    from engines.diffusers.trainer import train
+    from engines.interface import TrainingSpec
+
+    spec = TrainingSpec(base_model=str(tiny_flux), base_model_name="tiny", output_dir=str(tmp_path / "run"),
+                        dataset=tiny_dataset, trigger_word="ohwx", lora_name="x", steps=50, resolutions=[64],
+                        save_every=10, sample_every=10, sample_prompts=["a photo of ohwx"], sample_steps=2)
+    events: list[dict] = []
+    calls = {"n": 0}
+
+    def stop_on_second_check() -> bool:
+        calls["n"] += 1
+        return calls["n"] >= 2  # the first check passes; the next one, mid set-up, asks to stop
+
+    assert train(spec, events.append, stop_on_second_check) == "cancelled"
+    assert [e["event"] for e in events if e["event"] in ("progress", "done")] == ["done"]
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
