@@ -24,6 +24,7 @@ from isengard_desktop.core.log import correlation, new_correlation_id
 from isengard_desktop.core.names import safe_filename
 from isengard_desktop.errors import NotFoundError, ValidationError
 from isengard_desktop.jobs import protocol
+from isengard_desktop.jobs.gpu_lock import GpuLock
 from isengard_desktop.jobs.runner import WorkerProcess
 from isengard_desktop.storage import atomic
 from isengard_desktop.storage.db import Database
@@ -36,6 +37,7 @@ Listener = Callable[[str, dict[str, Any]], None]
 STOP_TIMEOUT_S = 120.0
 PROGRESS_STORE_INTERVAL_S = 0.5
 ORPHAN_STOP_TIMEOUT_S = 60.0
+LOCK_RETRY_S = 2.0
 
 
 def new_job_id() -> str:
@@ -56,6 +58,9 @@ class JobManager:
         self._results: dict[str, dict[str, Any]] = {}
         self._progress: dict[str, tuple[float, dict[str, Any]]] = {}  # newest progress, time last stored
         self._closing = False
+        self._gpu = GpuLock(volume.jobs_dir / ".gpu.lock")
+        self._owned: set[str] = set()  # jobs this process submitted or resumed: the ones it runs
+        self._retry: threading.Timer | None = None
 
     # listeners ---------------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -115,6 +120,7 @@ class JobManager:
         with correlation("job_submitted", cid, job_id=job_id):
             log.info("job_queued", job_id=job_id, kind=kind, engine=engine, character_id=character_id)
         self._publish(job_id, {"event": "state", "state": "queued"})
+        self._owned.add(job_id)
         self._schedule()
         return self.get(job_id)
 
@@ -132,6 +138,7 @@ class JobManager:
         self._write_job_file(job.id, job.kind, job.engine, spec)
         (self.job_dir(job) / protocol.STOP_FILE).unlink(missing_ok=True)
         self._set_state(job.id, "queued")
+        self._owned.add(job.id)
         log.info("job_resumed", job_id=job.id, correlation_id=job.correlation_id)
         self._schedule()
         return self.get(job.id)
@@ -171,8 +178,16 @@ class JobManager:
         with self._lock:
             if self._running or self._closing:
                 return
-            queued = sorted(self.repo.list(states=("queued",)), key=lambda j: j.created_at)
+            queued = sorted((j for j in self.repo.list(states=("queued",)) if j.id in self._owned),
+                            key=lambda j: j.created_at)
             if not queued:
+                return
+            if not self._gpu.try_acquire():
+                # Another Isengard process (the window or a CLI run) is using the GPU: look again shortly.
+                if self._retry is None:
+                    self._retry = threading.Timer(LOCK_RETRY_S, self._retry_schedule)
+                    self._retry.daemon = True
+                    self._retry.start()
                 return
             job = queued[0]
             worker = WorkerProcess(job.id, self.job_dir(job), job.correlation_id, self._on_event, self._on_exit)
@@ -183,10 +198,16 @@ class JobManager:
                 pid = worker.start()
             except OSError as exc:
                 self._running.pop(job.id)
+                self._gpu.release()
                 self._set_state(job.id, "failed", error=f"The worker process could not start ({exc}).")
                 return
             self._set_state(job.id, "running", pid=pid)
             log.info("job_started", job_id=job.id, pid=pid, correlation_id=job.correlation_id)
+
+    def _retry_schedule(self) -> None:
+        with self._lock:
+            self._retry = None
+        self._schedule()
 
     def _on_event(self, job_id: str, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -224,6 +245,7 @@ class JobManager:
     def _on_exit(self, job_id: str, returncode: int, tail: list[str]) -> None:
         with self._lock:
             self._running.pop(job_id, None)
+            self._gpu.release()
             newest = self._progress.pop(job_id, None)
             if newest:
                 self.repo.set_progress(job_id, newest[1])
@@ -245,10 +267,21 @@ class JobManager:
             self._schedule()
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobRow:
-        """Block until the job is no longer queued or running (CLI and tests)."""
+        """Block until the job is no longer queued or running (CLI and tests).
+
+        Polls the database as well as waiting for this process's own workers, so a job run by another
+        Isengard process is seen to finish too.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._finished:
-            self._finished.wait_for(lambda: self.get(job_id).state not in ("queued", "running"), timeout=timeout)
-        return self.get(job_id)
+            while True:
+                job = self.get(job_id)
+                if job.state not in ("queued", "running"):
+                    return job
+                left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+                if left <= 0:
+                    return job
+                self._finished.wait(left)
 
     def running_jobs(self) -> list[str]:
         with self._lock:
@@ -277,6 +310,8 @@ class JobManager:
     def shutdown(self, wait: float = 30.0) -> None:
         """Ask running workers to save and stop (the app is quitting)."""
         self._closing = True
+        if self._retry is not None:
+            self._retry.cancel()
         with self._lock:
             workers = list(self._running.values())
         for worker in workers:

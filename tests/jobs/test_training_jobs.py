@@ -117,3 +117,26 @@ def test_a_killed_app_leaves_an_interrupted_job_that_resumes(trained_ctx: AppCon
     ctx.jobs.repo.set_params(job_id, {**job.params, "spec": {**job.params["spec"], "steps": resumed_at + 10}})
     final = ctx.jobs.wait(ctx.jobs.resume(job_id).id, timeout=180)
     assert final.state == "succeeded" and final.progress["step"] == resumed_at + 10
+
+
+def test_one_gpu_job_at_a_time_across_processes(trained_ctx: AppContext) -> None:
+    """Two managers on one volume (the window and a CLI run): the second job waits for the first."""
+    first = trained_ctx
+    second = AppContext.open(first.volume.root, "fast-test")
+    try:
+        long_job = _submit(first, steps=20000, save_every=100000, sample_every=100000)
+        _wait_running = lambda: first.jobs.get(long_job.id).progress.get("step", 0) > 0  # noqa: E731
+        import time
+
+        deadline = time.monotonic() + 60
+        while not _wait_running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        short_job = _submit(second, steps=6, save_every=6, sample_every=6)
+        time.sleep(3)
+        assert second.jobs.get(short_job.id).state == "queued", "the GPU is busy: the second job must wait"
+        first.jobs.cancel(long_job.id)
+        assert first.jobs.wait(long_job.id, timeout=120).state == "cancelled"
+        assert second.jobs.wait(short_job.id, timeout=120).state == "succeeded"
+    finally:
+        second.jobs.shutdown(wait=10)
+        second.close()
