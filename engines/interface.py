@@ -29,7 +29,9 @@ EVENTS = (
     "checkpoint",  # step, path
     "log",  # level, message
     "gpu",  # util, vram_used_mb, vram_total_mb, temp_c  (or cpu_percent, ram_used_mb when no GPU)
-    "artifact",  # kind ("lora", "image", ...), path
+    "artifact",  # kind ("lora", ...), path
+    "preview",  # index, path: an in-progress picture of the image being made (image engines)
+    "image",  # index, path, seed, parameters: one finished image saved in the output folder (image engines)
     "error",  # message, hint
     "done",  # state: succeeded | cancelled | failed
 )
@@ -106,6 +108,124 @@ class TrainingEngine(Protocol):
     def train(self, spec: TrainingSpec, emit: Emit, should_stop: ShouldStop) -> str:
         """Train; return the final state: "succeeded", "cancelled" or "failed"."""
         ...
+
+
+# The seven aspect-ratio presets of the Generate screen (SPEC §2), as FLUX.1-dev sizes of about one megapixel.
+# Every side is a multiple of 16 (FLUX packs 2x2 latent patches of an 8x-downsampled image).
+ASPECT_PRESETS: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024),
+    "4:3": (1152, 864),
+    "3:4": (864, 1152),
+    "3:2": (1216, 832),
+    "2:3": (832, 1216),
+    "16:9": (1344, 768),
+    "9:16": (768, 1344),
+}
+
+
+def aspect_size(aspect: str, long_side: int | None = None) -> tuple[int, int]:
+    """Width and height of an aspect preset; ``long_side`` scales it down (the fast-test tiny model uses 64)."""
+    if aspect not in ASPECT_PRESETS:
+        raise ValueError(f"The aspect ratio {aspect!r} is not one of {', '.join(ASPECT_PRESETS)}.")
+    width, height = ASPECT_PRESETS[aspect]
+    if long_side is None:
+        return width, height
+    scale = long_side / max(width, height)
+    return max(16, round(width * scale / 16) * 16), max(16, round(height * scale / 16) * 16)
+
+
+@dataclass
+class LoraRef:
+    """A LoRA applied to a generation: its safetensors file and how strongly (0 = not at all, 1 = as trained)."""
+
+    path: str
+    strength: float = 1.0
+    name: str = ""  # what the user knows it as (the character), for metadata and the gallery
+
+
+@dataclass
+class GenerationRequest:
+    """Everything an image engine needs for one generation job. JSON round-trips like TrainingSpec.
+
+    ``advanced`` holds the Advanced toggles that are switched on, each with its options, e.g.
+    ``{"upscale": {"model": "4x-UltraSharp.pth"}, "controlnet": {"model": "...", "image": "/path.png",
+    "strength": 0.7}}``; an engine refuses (before it starts) a toggle it cannot honour.
+    Image ``i`` of the batch uses seed ``seed + i``.
+    """
+
+    prompt: str
+    base_model: str  # diffusers folder / "tiny-flux" (diffusers), or the model's name in ComfyUI's folders
+    base_model_name: str  # human name written into the PNG metadata, e.g. "FLUX.1-dev"
+    output_dir: str  # the job folder: images are written here, then filed into the volume's outputs
+    width: int = 1024
+    height: int = 1024
+    aspect: str = "1:1"
+    loras: list[LoraRef] = field(default_factory=list)
+    steps: int = 28
+    guidance: float = 3.5
+    seed: int = 0
+    batch_count: int = 1
+    sampler: str = "euler"
+    scheduler: str = "simple"
+    advanced: dict[str, dict[str, Any]] = field(default_factory=dict)
+    device: str = "auto"
+    num_threads: int = 0
+    schema_version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
+        data = dict(data)
+        data["loras"] = [LoraRef(**item) for item in data.get("loras", [])]
+        return cls(**data)
+
+
+@runtime_checkable
+class ImageEngine(Protocol):
+    """An image generator. ``generate`` runs inside a worker subprocess and blocks until done.
+
+    It emits ``progress`` (step, total, index, count), ``preview`` and one ``image`` event per saved
+    file, checks ``should_stop`` between steps, and returns "succeeded", "cancelled" or "failed".
+    ``advanced_readiness`` says, before any run, which Advanced toggles can work here and why not.
+    """
+
+    name: str
+    kinds: tuple[str, ...]
+
+    def availability(self) -> Availability: ...
+
+    def advanced_readiness(self) -> dict[str, Availability]: ...
+
+    def generate(self, request: GenerationRequest, emit: Emit, should_stop: ShouldStop) -> str: ...
+
+
+SERVICE_STATES = ("stopped", "starting", "ready", "failed")
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """The state of an engine's long-running server (ComfyUI): stopped / starting / ready / failed."""
+
+    state: str
+    detail: str = ""  # why it failed, or where it listens
+    url: str = ""
+
+
+@runtime_checkable
+class EngineService(Protocol):
+    """A server an engine needs running beside the app (ComfyUI). Qt-free; listeners are called from threads."""
+
+    def status(self) -> ServiceStatus: ...
+
+    def start(self) -> None:
+        """Start it in the background (returns at once); a no-op when it is starting or ready."""
+        ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+    def subscribe(self, listener: Callable[[ServiceStatus], None]) -> Callable[[], None]: ...
 
 
 def lora_metadata(spec: TrainingSpec, engine: str, engine_version: str, app_version: str) -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -18,6 +19,7 @@ ENTRY_POINT_GROUP = "isengard.engines"
 
 BUILTIN: dict[str, str] = {
     "aitoolkit": "engines.aitoolkit.engine:AIToolkitEngine",
+    "comfyui": "engines.comfyui.engine:ComfyUIEngine",
     "diffusers": "engines.diffusers.engine:DiffusersEngine",
     "video": "engines.video:VideoEngine",
 }
@@ -54,6 +56,16 @@ def describe(name: str) -> EngineInfo:
     except Exception as exc:  # a broken plugin must never take the app down
         log.warning("engine_load_failed", engine=name, error=repr(exc))
         return EngineInfo(name, (), Availability(False, f"The {name} engine could not be loaded: {exc}"))
+
+
+def service(name: str, volume_root: Path, extra_model_dirs: list[Path]) -> Any:
+    """The EngineService (a server the app keeps running, e.g. ComfyUI) of engine ``name``, or None."""
+    try:
+        factory = getattr(load(name), "service", None)
+        return factory(volume_root, extra_model_dirs) if factory else None
+    except Exception as exc:
+        log.warning("engine_service_failed", engine=name, error=repr(exc))
+        return None
 
 
 def list_engines(kind: str | None = None) -> list[EngineInfo]:

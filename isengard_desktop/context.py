@@ -6,8 +6,9 @@ Both the window and the CLI start from ``AppContext.open``; tests open one on a 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -34,6 +35,7 @@ class AppContext:
     dataset: DatasetService
     importer: Importer
     jobs: JobManager
+    services: dict[str, Any] = field(default_factory=dict)  # engine name -> its EngineService (ComfyUI's server)
 
     @classmethod
     def open(cls, root: Path, mode: str) -> AppContext:
@@ -59,5 +61,28 @@ class AppContext:
         log.info("volume_opened", root=str(volume.root), mode=mode, schema=db.schema_version())
         return ctx
 
+    def service(self, engine: str) -> Any:
+        """The long-running server ``engine`` needs (an EngineService), or None; made once per context."""
+        if engine not in self.services:
+            from engines import registry
+
+            self.services[engine] = registry.service(engine, self.volume.root,
+                                                     [Path(p) for p in self.settings.extra_model_dirs])
+        return self.services[engine]
+
+    def start_service(self, engine: str) -> None:
+        """Start the engine's server in the background if it has one (returns at once)."""
+        service = self.service(engine)
+        if service is not None:
+            service.start()
+
     def close(self) -> None:
+        """Stop what this context started: its idle generation worker and the servers it launched."""
+        self.jobs.shutdown(wait=30)
+        for name, service in self.services.items():
+            if service is not None:
+                try:
+                    service.stop()
+                except Exception as exc:  # closing must go on whatever one engine does
+                    log.warning("service_stop_failed", engine=name, error=repr(exc))
         self.db.close()

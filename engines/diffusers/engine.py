@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 
-from engines.interface import Availability, Emit, ShouldStop, TrainingSpec
+from engines.interface import Availability, Emit, GenerationRequest, ShouldStop, TrainingSpec
 
 REQUIRED = ("torch", "diffusers", "peft", "transformers", "safetensors")
 
 
 class DiffusersEngine:
-    """FLUX LoRA training (and later generation) with diffusers + peft, in the worker process."""
+    """FLUX LoRA training and generation with diffusers + peft, in the worker process."""
 
     name = "diffusers"
     kinds: tuple[str, ...] = ("training", "image")
@@ -35,3 +35,15 @@ class DiffusersEngine:
         from engines.diffusers.trainer import train
 
         return train(spec, emit, should_stop)
+
+    def advanced_readiness(self) -> dict[str, Availability]:
+        """The Advanced toggles are ComfyUI workflows; the built-in engine says so instead of failing later."""
+        reason = "The built-in engine does not offer this; choose the ComfyUI engine to use it."
+        return {toggle: Availability(False, reason) for toggle in ("controlnet", "ipadapter", "facedetailer", "upscale")}
+
+    def generate(self, request: GenerationRequest, emit: Emit, should_stop: ShouldStop) -> str:
+        """Generate the images of ``request``; the pipeline stays loaded in this worker for the next request."""
+        from engines.diffusers.generator import generate
+        from isengard_desktop import __version__
+
+        return generate(request, emit, should_stop, __version__)

@@ -9,3 +9,7 @@ from __future__ import annotations
 
 class TrainingError(Exception):
     """Training cannot start or go on, for a reason stated in the message."""
+
+
+class GenerationError(Exception):
+    """An image cannot be generated, for a reason stated in the message (a missing LoRA, a wrong model)."""

@@ -1,4 +1,4 @@
-"""Generating images from a loaded FluxPipeline: the trainer's samples, and later the Generate screen.
+"""Generating images from a loaded FluxPipeline: the trainer's samples and the Generate screen's images.
 
 The starting noise comes from a CPU generator seeded with ``seed``, so a seed gives the same image on
 any device and whatever ran before. A prompt can be given as text (the pipeline's text encoders
@@ -8,6 +8,7 @@ encode it) or as embeddings computed earlier (the trainer freed its text encoder
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,8 +37,13 @@ def generate_image(
     width: int,
     height: int,
     guidance: float = DEFAULT_GUIDANCE,
-) -> Image.Image:
-    """One image of ``width`` x ``height`` (multiples of 16) for ``prompt``, reproducible from ``seed``."""
+    on_step: Callable[[int], bool] | None = None,
+) -> Image.Image | None:
+    """One image of ``width`` x ``height`` (multiples of 16) for ``prompt``, reproducible from ``seed``.
+
+    ``on_step(done_steps)`` is called after every denoising step; when it returns True the remaining
+    steps are skipped and None is returned (the user cancelled).
+    """
     if width % 16 or height % 16:
         raise ValueError(f"Image sides must be multiples of 16, not {width}x{height}.")
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -50,6 +56,18 @@ def generate_image(
         }
     else:
         text = {"prompt": prompt, "max_sequence_length": sequence_length(pipe.tokenizer_2)}
+    stopped = False
+    extra = {}
+    if on_step is not None:
+
+        def step_end(pipeline: FluxPipeline, step: int, _timestep: object, kwargs: dict) -> dict:
+            nonlocal stopped
+            if on_step(step + 1):
+                stopped = True
+                pipeline._interrupt = True  # FluxPipeline skips the remaining steps when this is set
+            return kwargs
+
+        extra["callback_on_step_end"] = step_end
     result = pipe(
         **text,
         width=width,
@@ -58,8 +76,9 @@ def generate_image(
         guidance_scale=guidance,
         generator=generator,
         output_type="pil",
+        **extra,
     )
-    return result.images[0]
+    return None if stopped else result.images[0]
 
 
 class Sampler:

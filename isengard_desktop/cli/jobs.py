@@ -49,9 +49,9 @@ def _engine_availability() -> dict[str, tuple[bool, str]]:
     return {info.name: (info.availability.available, info.availability.reason) for info in list_engines("training")}
 
 
-def follow(ctx: AppContext, job: JobRow, json_events: bool, quiet: bool) -> JobRow:
+def follow(ctx: AppContext, job: JobRow, json_events: bool, quiet: bool, label: str = "") -> JobRow:
     """Wait for a job, showing progress; Ctrl+C asks it to save a checkpoint and stop."""
-    bar = ProgressBar(f"Training {job.id}", enabled=not (json_events or quiet))
+    bar = ProgressBar(label or f"Training {job.id}", enabled=not (json_events or quiet))
     lock = threading.Lock()
 
     def on_event(job_id: str, event: dict[str, Any]) -> None:

@@ -52,12 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"isengard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from isengard_desktop.cli import characters, dataset, engines, jobs
+    from isengard_desktop.cli import characters, dataset, engines, generate, jobs
 
     characters.add_parser(sub, common)
     dataset.add_parser(sub, common)
     jobs.add_parsers(sub, common)
     engines.add_parser(sub, common)
+    generate.add_parser(sub, common)
     return parser
 
 

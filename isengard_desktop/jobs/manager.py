@@ -4,6 +4,10 @@ events into state, and recovers jobs that were running when the app died (SPEC Â
 Qt-free. Listeners subscribe with a callback ``(job_id, event)``; they are called from reader
 threads, so the window's bridge re-emits them as queued Qt signals and the CLI just prints.
 Besides the worker's own events, the manager emits ``{"event": "state", "state": ...}``.
+
+Generation jobs run on one serving worker that outlives them (``WorkerProcess(serve=True)``), so an
+engine's loaded model serves the next request; it is closed before a training job starts (the GPU
+memory goes to training), when the app quits, and after ``RESIDENT_IDLE_S`` without work.
 """
 
 from __future__ import annotations
@@ -34,10 +38,15 @@ from isengard_desktop.storage.volume import Volume
 log = structlog.get_logger(__name__)
 
 Listener = Callable[[str, dict[str, Any]], None]
+# What a generation's database row keeps of its request (for the gallery and "Reuse parameters").
+GENERATION_PARAMS = ("prompt", "loras", "aspect", "width", "height", "steps", "guidance", "seed", "batch_count",
+                     "sampler", "scheduler", "advanced", "base_model_name")
 STOP_TIMEOUT_S = 120.0
 PROGRESS_STORE_INTERVAL_S = 0.5
 ORPHAN_STOP_TIMEOUT_S = 60.0
 LOCK_RETRY_S = 2.0
+RESIDENT_IDLE_S = 15 * 60.0
+RESIDENT_KINDS = ("generation",)
 
 
 def new_job_id() -> str:
@@ -61,6 +70,9 @@ class JobManager:
         self._gpu = GpuLock(volume.jobs_dir / ".gpu.lock")
         self._owned: set[str] = set()  # jobs this process submitted or resumed: the ones it runs
         self._retry: threading.Timer | None = None
+        self._resident: WorkerProcess | None = None  # the serving worker of generation jobs
+        self._idle_timer: threading.Timer | None = None
+        self.resident_idle_s = RESIDENT_IDLE_S
 
     # listeners ---------------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -116,7 +128,7 @@ class JobManager:
         params = {"spec": spec, **(meta or {})}
         cid = new_correlation_id()
         self.repo.insert(job_id, kind, engine, character_id, params, str(folder.relative_to(self.volume.root)), cid)
-        self._write_job_file(job_id, kind, engine, spec)
+        self._write_job_file(job_id, kind, engine, spec, cid)
         with correlation("job_submitted", cid, job_id=job_id):
             log.info("job_queued", job_id=job_id, kind=kind, engine=engine, character_id=character_id)
         self._publish(job_id, {"event": "state", "state": "queued"})
@@ -124,8 +136,8 @@ class JobManager:
         self._schedule()
         return self.get(job_id)
 
-    def _write_job_file(self, job_id: str, kind: str, engine: str, spec: dict[str, Any]) -> None:
-        payload = {"job_id": job_id, "kind": kind, "engine": engine, "spec": spec,
+    def _write_job_file(self, job_id: str, kind: str, engine: str, spec: dict[str, Any], correlation_id: str) -> None:
+        payload = {"job_id": job_id, "kind": kind, "engine": engine, "spec": spec, "correlation_id": correlation_id,
                    "models_dir": str(self.volume.models_dir)}
         atomic.write_text(self.volume.job_dir(job_id) / protocol.JOB_FILE, json.dumps(payload, indent=2))
 
@@ -135,7 +147,7 @@ class JobManager:
             raise ValidationError(f"Job {job.id} is {job.state}; only a cancelled, interrupted or failed job can be resumed.")
         spec = {**job.params["spec"], "resume": True}
         self.repo.set_params(job.id, {**job.params, "spec": spec})
-        self._write_job_file(job.id, job.kind, job.engine, spec)
+        self._write_job_file(job.id, job.kind, job.engine, spec, job.correlation_id)
         (self.job_dir(job) / protocol.STOP_FILE).unlink(missing_ok=True)
         self._set_state(job.id, "queued")
         self._owned.add(job.id)
@@ -190,12 +202,10 @@ class JobManager:
                     self._retry.start()
                 return
             job = queued[0]
-            worker = WorkerProcess(job.id, self.job_dir(job), job.correlation_id, self._on_event, self._on_exit)
-            self._running[job.id] = worker
             self._last_error.pop(job.id, None)
             self._done_state.pop(job.id, None)
             try:
-                pid = worker.start()
+                worker, pid = self._dispatch(job)
             except OSError as exc:
                 self._running.pop(job.id)
                 self._gpu.release()
@@ -203,6 +213,56 @@ class JobManager:
                 return
             self._set_state(job.id, "running", pid=pid)
             log.info("job_started", job_id=job.id, pid=pid, correlation_id=job.correlation_id)
+
+    def _dispatch(self, job: JobRow) -> tuple[WorkerProcess, int]:
+        """Start the job: on the serving worker for generation, on a worker of its own otherwise."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if job.kind not in RESIDENT_KINDS:
+            self._close_resident("a training job needs the GPU memory")
+            worker = WorkerProcess(job.id, self.job_dir(job), job.correlation_id, self._on_event, self._on_exit)
+            self._running[job.id] = worker
+            return worker, worker.start()
+        resident = self._resident
+        if resident is not None and resident.alive() and resident.idle():
+            resident.assign(job.id, self.job_dir(job), job.correlation_id)
+        else:
+            resident = WorkerProcess(job.id, self.job_dir(job), job.correlation_id, self._on_event, self._on_exit,
+                                     serve=True)
+            self._running[job.id] = resident
+            resident.start()
+            self._resident = resident
+            log.info("resident_worker_started", pid=resident.proc.pid if resident.proc else None)
+        self._running[job.id] = resident
+        assert resident.proc is not None
+        return resident, resident.proc.pid
+
+    def _close_resident(self, why: str) -> None:
+        resident, self._resident = self._resident, None
+        if resident is not None and resident.alive():
+            log.info("resident_worker_closed", reason=why, pid=resident.proc.pid if resident.proc else None)
+            resident.close()
+            if resident.proc is not None:
+                try:
+                    resident.proc.wait(timeout=30)
+                except Exception:
+                    resident.kill()
+
+    def _arm_idle_timer(self) -> None:
+        if self._resident is None or self._closing:
+            return
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_timer = threading.Timer(self.resident_idle_s, self._idle_expired)
+        self._idle_timer.daemon = True
+        self._idle_timer.start()
+
+    def _idle_expired(self) -> None:
+        with self._lock:
+            self._idle_timer = None
+            if self._resident is not None and self._resident.idle() and not self._running:
+                self._close_resident(f"idle for {self.resident_idle_s:.0f} s")
 
     def _retry_schedule(self) -> None:
         with self._lock:
@@ -226,7 +286,24 @@ class JobManager:
             self._done_state[job_id] = str(event.get("state", "failed"))
         elif kind == "artifact" and event.get("kind") == "lora":
             event = {**event, **self._register_lora(job_id, Path(event["path"]))}
+        elif kind == "image":
+            event = {**event, **self._register_image(job_id, event)}
         self._publish(job_id, event)
+
+    def _register_image(self, job_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        """Move a finished image into the volume's outputs and record the generation with its parameters."""
+        job = self.get(job_id)
+        source = Path(event["path"])
+        target = self.volume.outputs_dir / job.created_at[:10] / f"{job.id}_{int(event.get('index', 0)):02d}.png"
+        atomic.move_file(source, target)
+        spec = job.params.get("spec", {})
+        params = {key: spec.get(key) for key in GENERATION_PARAMS}
+        params["seed"] = event.get("seed", spec.get("seed"))
+        generation_id = self.repo.add_generation(job.id, str(target.relative_to(self.volume.root)), job.engine,
+                                                 params, event.get("parameters", ""), int(event.get("index", 0)))
+        self._results.setdefault(job.id, {}).setdefault("images", []).append(str(target))
+        log.info("image_registered", job_id=job.id, path=str(target), correlation_id=job.correlation_id)
+        return {"library_path": str(target), "generation_id": generation_id}
 
     def _register_lora(self, job_id: str, source: Path) -> dict[str, Any]:
         """Copy a finished LoRA into the volume's LoRAs and record it for the character."""
@@ -263,6 +340,10 @@ class JobManager:
             self._set_state(job_id, state, error=error if state != "succeeded" else None, result=result)
             log.info("job_finished", job_id=job_id, state=state, returncode=returncode)
             self._finished.notify_all()
+            if self._resident is not None and not self._resident.alive():
+                self._resident = None  # it died with its job: the next generation starts a fresh one
+            if self._resident is not None:
+                self._arm_idle_timer()
         if not self._closing:
             self._schedule()
 
@@ -312,8 +393,15 @@ class JobManager:
         self._closing = True
         if self._retry is not None:
             self._retry.cancel()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         with self._lock:
             workers = list(self._running.values())
+            resident = self._resident
+            if resident is not None:
+                resident.close()
+                if resident not in workers:
+                    workers.append(resident)
         for worker in workers:
             worker.request_stop()
         for worker in workers:

@@ -12,6 +12,7 @@ JOB_FILE = "job.json"
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = "job.log"
 WORKER_MODULE = "isengard_desktop.jobs.worker"
+SERVE_ARG = "--serve"  # the worker stays alive and takes job folders on stdin (generation jobs)
 FROZEN_WORKER_ARG = "--run-worker"  # the bundled app binary doubles as the worker (no python -m there)
 
 

@@ -1,7 +1,11 @@
-"""One worker subprocess: start it, read its events and its log, tell the manager when it ends.
+"""One worker subprocess: start it, read its events and its log, tell the manager when a job ends.
 
 Two reader threads per worker: stdout carries JSON events, stderr carries the worker's structured
 log lines (and any stray library output), which are appended to the job's log with its correlation id.
+
+A one-job worker ends with its job. A serving worker (``serve=True``) runs job after job, each
+handed over with ``assign``; its job ends at the job's ``done`` event, and if the process dies in
+the middle of one, that job ends with the process.
 """
 
 from __future__ import annotations
@@ -27,11 +31,11 @@ log = structlog.get_logger(__name__)
 TAIL_LINES = 40
 
 
-def worker_command(job_dir: Path) -> list[str]:
+def worker_command(argument: str) -> list[str]:
     """How to start a worker: ``python -m`` from source, the app binary's worker entry when frozen."""
     if getattr(sys, "frozen", False):
-        return [sys.executable, protocol.FROZEN_WORKER_ARG, protocol.WORKER_MODULE, str(job_dir)]
-    return [sys.executable, "-m", protocol.WORKER_MODULE, str(job_dir)]
+        return [sys.executable, protocol.FROZEN_WORKER_ARG, protocol.WORKER_MODULE, argument]
+    return [sys.executable, "-m", protocol.WORKER_MODULE, argument]
 
 
 class WorkerProcess:
@@ -42,15 +46,18 @@ class WorkerProcess:
         correlation_id: str,
         on_event: Callable[[str, dict[str, Any]], None],
         on_exit: Callable[[str, int, list[str]], None],
+        serve: bool = False,
     ) -> None:
-        self.job_id = job_id
+        self.job_id: str | None = job_id
         self.job_dir = job_dir
         self.correlation_id = correlation_id
         self.on_event = on_event
         self.on_exit = on_exit
+        self.serve = serve
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.proc: subprocess.Popen | None = None
         self._log_lock = threading.Lock()
+        self._job_lock = threading.Lock()
 
     def start(self) -> int:
         env = dict(os.environ)
@@ -58,8 +65,8 @@ class WorkerProcess:
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONIOENCODING"] = "utf-8"
         self.proc = subprocess.Popen(
-            worker_command(self.job_dir),
-            stdin=subprocess.DEVNULL,
+            worker_command(protocol.SERVE_ARG if self.serve else str(self.job_dir)),
+            stdin=subprocess.PIPE if self.serve else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
@@ -73,25 +80,62 @@ class WorkerProcess:
         for thread in self._threads:
             thread.start()
         threading.Thread(target=self._wait, name=f"job-{self.job_id}-wait", daemon=True).start()
+        if self.serve and self.job_id is not None:
+            self.assign(self.job_id, self.job_dir, self.correlation_id)
         return self.proc.pid
 
+    def assign(self, job_id: str, job_dir: Path, correlation_id: str) -> None:
+        """Hand a serving worker its next job (it must have finished the previous one)."""
+        assert self.serve and self.proc and self.proc.stdin
+        with self._job_lock:
+            self.job_id, self.job_dir, self.correlation_id = job_id, job_dir, correlation_id
+        self.proc.stdin.write(f"{job_dir}\n".encode())
+        self.proc.stdin.flush()
+
+    def idle(self) -> bool:
+        return self.job_id is None
+
+    def close(self) -> None:
+        """Let a serving worker exit once its current job (if any) is done."""
+        if self.proc is not None and self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
     def _append_log(self, record: dict[str, Any]) -> None:
+        if self.job_dir is None:
+            return
         with self._log_lock, open(self.job_dir / protocol.LOG_FILE, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     def _read_stdout(self) -> None:
         assert self.proc and self.proc.stdout
-        with open(self.job_dir / protocol.EVENTS_FILE, "a", encoding="utf-8") as events:
+        events = None
+        events_dir = None
+        try:
             for raw in self.proc.stdout:
                 line = raw.decode("utf-8", "replace")
                 event = protocol.decode(line)
-                if event is None:
+                job_id, job_dir = self.job_id, self.job_dir
+                if event is None or job_id is None:
                     if line.strip():
                         self._append_log(self._stray(line, "stdout"))
                     continue
+                if events_dir != job_dir:
+                    if events is not None:
+                        events.close()
+                    events, events_dir = open(job_dir / protocol.EVENTS_FILE, "a", encoding="utf-8"), job_dir
                 events.write(line if line.endswith("\n") else line + "\n")
                 events.flush()
-                self.on_event(self.job_id, event)
+                self.on_event(job_id, event)
+                if self.serve and event.get("event") == "done":
+                    with self._job_lock:
+                        self.job_id = None
+                    self.on_exit(job_id, 0, list(self.tail))
+        finally:
+            if events is not None:
+                events.close()
 
     def _stray(self, line: str, stream: str) -> dict[str, Any]:
         return {
@@ -123,14 +167,17 @@ class WorkerProcess:
         code = self.proc.wait()
         for thread in self._threads:
             thread.join()
-        log.info("worker_exited", job_id=self.job_id, returncode=code)
-        self.on_exit(self.job_id, code, list(self.tail))
+        log.info("worker_exited", job_id=self.job_id, returncode=code, serving=self.serve)
+        if self.job_id is not None:  # a one-job worker's job, or the job a serving worker died in
+            job_id, self.job_id = self.job_id, None
+            self.on_exit(job_id, code, list(self.tail))
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def request_stop(self) -> None:
-        (self.job_dir / protocol.STOP_FILE).touch()
+        if self.job_dir is not None and self.job_id is not None:
+            (self.job_dir / protocol.STOP_FILE).touch()
 
     def kill(self) -> None:
         if self.alive():

@@ -1,9 +1,13 @@
-"""The worker subprocess: ``python -m isengard_desktop.jobs.worker JOB_DIR``.
+"""The worker subprocess: ``python -m isengard_desktop.jobs.worker JOB_DIR`` or ``... --serve``.
 
 Reads ``job.json``, loads the engine from the registry and runs it, writing one JSON event per line
 on stdout. Logs (structured, with the job's correlation id) go to stderr, which the job manager
 copies into the job's log. A stop is requested by the file ``stop.request`` in the job folder, by
 SIGTERM, or by the parent going away (stdout closed): the engine then saves a checkpoint and exits.
+
+With ``--serve`` the worker stays alive and runs one job per line of stdin (a job folder), ending
+each with its ``done`` event; it exits when stdin closes. Generation jobs run this way so that an
+engine's loaded model (the built-in generator's FLUX pipeline) serves the next request too.
 """
 
 from __future__ import annotations
@@ -79,20 +83,26 @@ def _resolve_base_model(spec: dict[str, Any], models_dir: Path) -> None:
         spec["base_model"] = str(ensure_tiny_flux(models_dir))
 
 
-def run(job_dir: Path) -> int:
-    job = json.loads((job_dir / protocol.JOB_FILE).read_text(encoding="utf-8"))
-    channel = Channel(job_dir)
-    signal.signal(signal.SIGTERM, channel.request_stop)
+def _install_signals(channel_ref: list[Channel]) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: channel_ref[0].request_stop() if channel_ref else None)
     if hasattr(signal, "SIGINT"):
         # Ctrl+C in the CLI reaches the whole process group; the CLI turns it into a stop request.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_job(job_dir: Path, channel: Channel) -> str:
+    """Run the job of ``job_dir`` to its end; emits its events and ``done``, returns the final state."""
+    job = json.loads((job_dir / protocol.JOB_FILE).read_text(encoding="utf-8"))
     threading.Thread(target=_stats_loop, args=(channel,), daemon=True, name="stats").start()
     started = time.monotonic()
-    log.info("worker_started", job_id=job["job_id"], engine=job["engine"], kind=job["kind"], pid=os.getpid())
+    structlog.contextvars.bind_contextvars(job_id=job["job_id"])
+    if job.get("correlation_id"):
+        structlog.contextvars.bind_contextvars(correlation_id=job["correlation_id"])
+    log.info("worker_started", engine=job["engine"], kind=job["kind"], pid=os.getpid())
     state = "failed"
     try:
         from engines import registry
-        from engines.interface import TrainingSpec
+        from engines.interface import GenerationRequest, TrainingSpec
 
         engine = registry.load(job["engine"])
         availability = engine.availability()
@@ -100,24 +110,50 @@ def run(job_dir: Path) -> int:
             channel.emit({"event": "error", "message": availability.reason})
         elif job["kind"] == "training":
             _resolve_base_model(job["spec"], Path(job["models_dir"]))
-            spec = TrainingSpec.from_dict(job["spec"])
-            state = engine.train(spec, channel.emit, channel.should_stop)
+            state = engine.train(TrainingSpec.from_dict(job["spec"]), channel.emit, channel.should_stop)
+        elif job["kind"] == "generation" and "image" in engine.kinds:
+            _resolve_base_model(job["spec"], Path(job["models_dir"]))
+            state = engine.generate(GenerationRequest.from_dict(job["spec"]), channel.emit, channel.should_stop)
         else:
-            channel.emit({"event": "error", "message": f"This worker cannot run {job['kind']} jobs yet."})
+            channel.emit({"event": "error", "message": f"The {job['engine']} engine cannot run {job['kind']} jobs."})
     except Exception as exc:  # everything a worker hits must reach the user as an error event
         log.error("worker_failed", error=repr(exc), traceback=traceback.format_exc())
         channel.emit({"event": "error", "message": str(exc) or repr(exc), "type": type(exc).__name__})
         state = "failed"
     channel.stopping.set()
     channel.emit({"event": "done", "state": state})
-    log.info("worker_finished", job_id=job["job_id"], state=state, seconds=round(time.monotonic() - started, 3))
+    log.info("worker_finished", state=state, seconds=round(time.monotonic() - started, 3))
+    structlog.contextvars.unbind_contextvars("job_id", "correlation_id")
+    return state
+
+
+def run(job_dir: Path) -> int:
+    channel = Channel(job_dir)
+    _install_signals([channel])
+    state = run_job(job_dir, channel)
     return 0 if state in ("succeeded", "cancelled") else 1
 
 
+def serve() -> int:
+    """Run the jobs whose folders arrive on stdin, one after another, until stdin closes."""
+    current: list[Channel] = []
+    _install_signals(current)
+    log.info("worker_serving", pid=os.getpid())
+    for line in sys.stdin:
+        job_dir = Path(line.strip())
+        if not line.strip():
+            continue
+        current[:] = [Channel(job_dir)]
+        run_job(job_dir, current[0])
+    log.info("worker_serve_ended", pid=os.getpid())
+    return 0
+
+
 def main() -> int:
-    job_dir = Path(sys.argv[1])
     app_log.configure(None, stderr_level=logging.INFO)
-    return run(job_dir)
+    if sys.argv[1] == protocol.SERVE_ARG:
+        return serve()
+    return run(Path(sys.argv[1]))
 
 
 if __name__ == "__main__":

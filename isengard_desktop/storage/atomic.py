@@ -49,6 +49,17 @@ def copy_file(source: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
+def move_file(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target``: a rename on the same disk, an atomic copy and delete across disks."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, target)
+    except OSError:
+        copy_file(source, target)
+        source.unlink()
+    fsync_dir(target.parent)
+
+
 def write_png(path: Path, image) -> None:
     """Save a PIL image as PNG atomically."""
     import io

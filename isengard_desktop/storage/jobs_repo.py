@@ -41,6 +41,20 @@ class JobRow:
         }
 
 
+@dataclass(frozen=True)
+class GenerationRow:
+    """One generated image in the volume's outputs, with what made it."""
+
+    id: int
+    job_id: str | None
+    rel_path: str
+    engine: str
+    params: dict[str, Any]
+    parameters: str
+    batch_index: int
+    created_at: str
+
+
 def _row(row: sqlite3.Row) -> JobRow:
     data = {k: row[k] for k in row.keys()}
     for key in ("params", "result", "progress"):
@@ -121,3 +135,22 @@ class JobRepository:
         if character_id is None:
             return self.db.query("SELECT * FROM loras ORDER BY created_at DESC")
         return self.db.query("SELECT * FROM loras WHERE character_id = ? ORDER BY created_at DESC", (character_id,))
+
+    def add_generation(self, job_id: str, rel_path: str, engine: str, params: dict[str, Any], parameters: str,
+                       batch_index: int) -> int:
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO generations (job_id, rel_path, engine, params, parameters, batch_index, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job_id, rel_path, engine, json.dumps(params), parameters, batch_index, now_iso()),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def generations(self, limit: int = 500) -> list[GenerationRow]:
+        rows = self.db.query("SELECT * FROM generations ORDER BY created_at DESC, id DESC LIMIT ?", (limit,))
+        return [GenerationRow(r["id"], r["job_id"], r["rel_path"], r["engine"], json.loads(r["params"]),
+                              r["parameters"], r["batch_index"], r["created_at"]) for r in rows]
+
+    def delete_generation(self, generation_id: int) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM generations WHERE id = ?", (generation_id,))
