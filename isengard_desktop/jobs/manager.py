@@ -211,6 +211,7 @@ class JobManager:
                 self._gpu.release()
                 self._set_state(job.id, "failed", error=f"The worker process could not start ({exc}).")
                 return
+            self._results.setdefault(job.id, {})["worker_pid"] = pid  # kept after the run, unlike the pid column
             self._set_state(job.id, "running", pid=pid)
             log.info("job_started", job_id=job.id, pid=pid, correlation_id=job.correlation_id)
 
