@@ -6,42 +6,25 @@ volume's cache (or made again, if the cache lost it) by a thread pool only when 
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from pathlib import Path
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRunnable, QSize, Qt, QThreadPool, Signal
-from PySide6.QtGui import QColor, QImage, QPixmap
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QSize, Qt
 
 from isengard_desktop.core.dataset import DatasetImage
 from isengard_desktop.core.image_probe import make_thumbnail
+from isengard_desktop.ui.thumbnails import ThumbnailCache
 
 CELL = 150
 CACHE_SIZE = 1500
 ImageRole = Qt.ItemDataRole.UserRole + 1
 
 
-class _Signals(QObject):
-    loaded = Signal(int, QImage)  # image id, thumbnail
-
-
-class _LoadThumbnail(QRunnable):
-    def __init__(self, image: DatasetImage, signals: _Signals) -> None:
-        super().__init__()
-        self.image = image
-        self.signals = signals
-
-    def run(self) -> None:
-        path = self.image.thumbnail_path
-        if not path.exists() and self.image.path.exists():
-            try:
-                make_thumbnail(self.image.path, path)
-            except OSError:
-                pass
-        qimage = QImage(str(path))
-        if not qimage.isNull():
-            # Scaled here, off the GUI thread: the GUI thread only wraps the result in a QPixmap.
-            qimage = qimage.scaled(CELL - 20, CELL - 40, Qt.AspectRatioMode.KeepAspectRatio,
-                                   Qt.TransformationMode.SmoothTransformation)
-        self.signals.loaded.emit(self.image.id, qimage)
+def _thumbnail_file(image: DatasetImage) -> Path:
+    """The volume's cached thumbnail, made again if the cache lost it."""
+    path = image.thumbnail_path
+    if not path.exists() and image.path.exists():
+        make_thumbnail(image.path, path)
+    return path
 
 
 class DatasetModel(QAbstractListModel):
@@ -49,14 +32,8 @@ class DatasetModel(QAbstractListModel):
         super().__init__(parent)
         self.images: list[DatasetImage] = []
         self._rows: dict[int, int] = {}
-        self._cache: OrderedDict[int, QPixmap] = OrderedDict()
-        self._loading: set[int] = set()
-        self._signals = _Signals()
-        self._signals.loaded.connect(self._on_loaded)
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(2)
-        self._placeholder = QPixmap(CELL - 20, CELL - 40)
-        self._placeholder.fill(QColor("#262a31"))
+        self.thumbnails = ThumbnailCache(QSize(CELL - 20, CELL - 40), CACHE_SIZE, self)
+        self.thumbnails.ready.connect(self._on_loaded)
 
     def set_images(self, images: list[DatasetImage]) -> None:
         self.beginResetModel()
@@ -75,7 +52,7 @@ class DatasetModel(QAbstractListModel):
             flags = (" ⚠" if image.too_small else "") + (" ⧉" if image.row.duplicate_count > 1 else "")
             return f"{image.character_name}{flags}"
         if role == Qt.ItemDataRole.DecorationRole:
-            return self._thumbnail(image)
+            return self.thumbnails.get(image.id, lambda: _thumbnail_file(image))
         if role == Qt.ItemDataRole.ToolTipRole:
             return f"{image.row.source_name}\n{image.row.width}×{image.row.height}\n{image.caption}"
         if role == Qt.ItemDataRole.SizeHintRole:
@@ -84,29 +61,11 @@ class DatasetModel(QAbstractListModel):
             return image
         return None
 
-    def _thumbnail(self, image: DatasetImage) -> QPixmap:
-        pixmap = self._cache.get(image.id)
-        if pixmap is not None:
-            self._cache.move_to_end(image.id)
-            return pixmap
-        if image.id not in self._loading:
-            self._loading.add(image.id)
-            self._pool.start(_LoadThumbnail(image, self._signals))
-        return self._placeholder
-
-    def _on_loaded(self, image_id: int, qimage: QImage) -> None:
-        self._loading.discard(image_id)
-        if qimage.isNull():
-            return
-        pixmap = QPixmap.fromImage(qimage)
-        self._cache[image_id] = pixmap
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
+    def _on_loaded(self, image_id: int) -> None:
         row = self._rows.get(image_id)
         if row is not None:
             index = self.index(row)
             self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
 
     def shutdown(self) -> None:
-        self._pool.clear()
-        self._pool.waitForDone(5000)
+        self.thumbnails.shutdown()

@@ -118,8 +118,9 @@ def test_thumbnails_load_in_the_grid(qtbot, window, photos: Path, ctx):
     rows_become(qtbot, window.dataset, 9)
     first = model.index(0)
     model.data(first, Qt.ItemDataRole.DecorationRole)  # asks for the thumbnail
-    qtbot.waitUntil(lambda: first.data(ImageRole).id in model._cache, timeout=10_000)
-    assert model.data(first, Qt.ItemDataRole.DecorationRole).width() > 0
+    qtbot.waitUntil(lambda: model.thumbnails.cached(first.data(ImageRole).id), timeout=10_000)
+    shown = model.data(first, Qt.ItemDataRole.DecorationRole)
+    assert shown.width() > 0 and shown.cacheKey() != model.thumbnails.placeholder.cacheKey()
 
 
 def test_settings_shows_engine_states(qtbot, window, monkeypatch):
