@@ -125,7 +125,8 @@ def build_request(
     for name, value in (("steps", steps), ("guidance", guidance), ("batch_count", batch_count)):
         low, high = LIMITS[name]
         if not low <= value <= high:
-            raise ValidationError(f"{name.replace('_', ' ').capitalize()} must be between {low} and {high}, not {value}.")
+            title = name.replace("_", " ").capitalize()
+            raise ValidationError(f"{title} must be between {low} and {high}, not {value}.")
     if seed is None:
         seed = random_seed()
     if not 0 <= seed <= MAX_SEED:

@@ -143,8 +143,12 @@ class JobManager:
 
     def resume(self, job_id: str) -> JobRow:
         job = self.get(job_id)
+        if job.kind != "training":
+            raise ValidationError(f"Job {job.id} is a {job.kind}; only training runs resume from a checkpoint. To make "
+                                  "these images again, select one in the Generate gallery and press Reuse parameters.")
         if job.state not in RESUMABLE_STATES:
-            raise ValidationError(f"Job {job.id} is {job.state}; only a cancelled, interrupted or failed job can be resumed.")
+            raise ValidationError(f"Job {job.id} is {job.state}; only a cancelled, interrupted or failed job can be "
+                                  "resumed.")
         spec = {**job.params["spec"], "resume": True}
         self.repo.set_params(job.id, {**job.params, "spec": spec})
         self._write_job_file(job.id, job.kind, job.engine, spec, job.correlation_id)

@@ -157,7 +157,7 @@ class JobsTab(QWidget):
         job = self.selected_job()
         self.open_folder.setEnabled(job is not None)
         self.cancel_button.setEnabled(bool(job and job.state in ("queued", "running")))
-        self.resume_button.setEnabled(bool(job and job.state in RESUMABLE_STATES))
+        self.resume_button.setEnabled(bool(job and job.kind == "training" and job.state in RESUMABLE_STATES))
 
     def _act(self, action) -> None:
         job = self.selected_job()

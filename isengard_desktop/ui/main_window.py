@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget
 
@@ -12,20 +12,33 @@ from isengard_desktop.core.mode import FAST_TEST, describe_mode, detect_gpu
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.characters_tab import CharactersTab
 from isengard_desktop.ui.dataset_tab import DatasetTab
+from isengard_desktop.ui.generate_tab import GenerateTab
 from isengard_desktop.ui.jobs_tab import JobsTab
 from isengard_desktop.ui.training_tab import TrainingTab
-from isengard_desktop.ui.widgets import NotReadyPage
+
+SERVICE_TEXT = {"stopped": "stopped", "starting": "starting…", "ready": "ready", "failed": "failed"}
 
 
-def engine_states() -> tuple[str, str]:
+def engine_states(comfyui_state: str | None = None, comfyui_detail: str = "") -> tuple[str, str]:
     """The status bar's engine line and its tooltip, from the registry (availability checks are cheap)."""
     from engines.registry import describe
 
     aitk = describe("aitoolkit").availability
-    text = f"AI-Toolkit: {'ready' if aitk.available else 'not installed'} · ComfyUI: not installed"
-    # (File → Settings shows details and installs AI-Toolkit.)
-    tip = (aitk.reason or "AI-Toolkit is ready.") + "\nComfyUI (image generation) is not part of this version yet."
+    comfy = describe("comfyui").availability
+    if not comfy.available:
+        comfy_text, comfy_tip = "not installed", comfy.reason
+    else:
+        comfy_text = SERVICE_TEXT.get(comfyui_state or "stopped", comfyui_state or "stopped")
+        comfy_tip = comfyui_detail or f"ComfyUI is {comfy_text}."
+    text = f"AI-Toolkit: {'ready' if aitk.available else 'not installed'} · ComfyUI: {comfy_text}"
+    tip = (aitk.reason or "AI-Toolkit is ready.") + "\n" + comfy_tip  # File → Settings shows details and installs
     return text, tip
+
+
+class _ServiceRelay(QObject):
+    """Carries an engine server's state changes (reported on its threads) to the GUI thread."""
+
+    changed = Signal(object)
 
 
 class MainWindow(QMainWindow):
@@ -39,12 +52,7 @@ class MainWindow(QMainWindow):
         self.characters = CharactersTab(ctx)
         self.dataset = DatasetTab(ctx)
         self.training = TrainingTab(ctx, self.bridge)
-        self.generate = NotReadyPage(
-            "Generate",
-            "Generating images needs an image engine (the embedded ComfyUI or the built-in diffusers generator); "
-            "neither is part of this version yet. Your trained LoRAs are kept in the volume's models/loras folder "
-            "and can be used in any FLUX tool meanwhile.",
-        )
+        self.generate = GenerateTab(ctx, self.bridge)
         self.jobs = JobsTab(ctx, self.bridge)
         for widget, title in ((self.characters, "Characters"), (self.dataset, "Dataset"), (self.training, "Training"),
                               (self.generate, "Generate"), (self.jobs, "Jobs")):
@@ -55,6 +63,7 @@ class MainWindow(QMainWindow):
         self.dataset.changed.connect(self.characters.refresh)
         self.dataset.changed.connect(self.training.refresh)
         self.training.lora_finished.connect(self.characters.refresh)
+        self.training.lora_finished.connect(self.generate.refresh)
         self._build_menu()
         self._build_status_bar()
 
@@ -65,6 +74,20 @@ class MainWindow(QMainWindow):
             from isengard_desktop.ui.loss_chart import preload
 
             preload()
+            self._start_comfyui()
+
+    def _start_comfyui(self) -> None:
+        """Start the embedded ComfyUI in the background when it is installed; the status bar follows it."""
+        service = self.ctx.service("comfyui")
+        if service is None:
+            return
+        self._service_relay = _ServiceRelay(self)
+        self._service_relay.changed.connect(self._comfyui_changed)
+        self._unsubscribe_service = service.subscribe(self._service_relay.changed.emit)
+        from engines.registry import describe
+
+        if describe("comfyui").availability.available:
+            service.start()
 
     def _build_menu(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -117,7 +140,7 @@ class MainWindow(QMainWindow):
             mode.setStyleSheet("color:#d9b36c;")
         self.gpu_label = QLabel("GPU: checking…")
         text, tip = engine_states()
-        engines = QLabel(text)
+        self.engines_label = engines = QLabel(text)
         engines.setToolTip(tip)
         bar.addWidget(mode)
         detail = "tiny model, samples are noise" if self.ctx.mode == FAST_TEST else "real engines and base models"
@@ -128,16 +151,26 @@ class MainWindow(QMainWindow):
         run_in_background(self, lambda _p, _c: detect_gpu(), on_done=lambda info: self.gpu_label.setText(
             f"GPU: {info.summary}"))
 
+    def _comfyui_changed(self, status) -> None:
+        text, tip = engine_states(status.state, status.detail)
+        self.engines_label.setText(text)
+        self.engines_label.setToolTip(tip)
+        if status.state in ("ready", "failed"):
+            self.generate.recheck_readiness()
+
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         running = self.ctx.jobs.running_jobs()
         if running:
             answer = QMessageBox.question(
-                self, "Training is running",
-                "A job is running. Quit anyway? It saves a checkpoint first, and you can resume it next time.")
+                self, "A job is running",
+                "A job is running. Quit anyway? Training saves a checkpoint first, and you can resume it next time.")
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return
         self.ctx.jobs.shutdown(wait=60)
         self.bridge.close()
         self.dataset.shutdown()
+        self.generate.shutdown()
+        if getattr(self, "_unsubscribe_service", None):
+            self._unsubscribe_service()
         super().closeEvent(event)

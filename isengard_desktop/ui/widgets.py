@@ -1,9 +1,8 @@
-"""Small shared widgets: the honest "not ready yet" page, headings, and a dismissable banner."""
+"""Small shared widgets: labels, buttons and a dismissable banner."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton
 
 
 def label(text: str, name: str = "", wrap: bool = True) -> QLabel:
@@ -21,19 +20,6 @@ def button(text: str, primary: bool = False, danger: bool = False) -> QPushButto
     if danger:
         widget.setProperty("danger", True)
     return widget
-
-
-class NotReadyPage(QWidget):
-    """A tab whose feature is not built yet: says so and why, with no fake controls."""
-
-    def __init__(self, title: str, reason: str) -> None:
-        super().__init__()
-        layout = QVBoxLayout(self)
-        layout.addStretch(1)
-        for widget in (label(title, "title"), label("Not ready yet", "hint"), label(reason, "muted")):
-            widget.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            layout.addWidget(widget)
-        layout.addStretch(2)
 
 
 class Banner(QFrame):

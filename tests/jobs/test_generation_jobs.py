@@ -69,7 +69,8 @@ def test_same_seed_same_image_and_the_pipeline_stays_loaded(trained_ctx: AppCont
     other = _generate(ctx, seed=8)
     assert np.array_equal(_pixels(first.result["images"][0]), _pixels(second.result["images"][0]))
     assert not np.array_equal(_pixels(first.result["images"][0]), _pixels(other.result["images"][0]))
-    assert first.result["worker_pid"] == second.result["worker_pid"] == other.result["worker_pid"]  # one serving worker for all three
+    # One serving worker made all three.
+    assert first.result["worker_pid"] == second.result["worker_pid"] == other.result["worker_pid"]
     logs = [json.loads(line) for line in (ctx.jobs.job_dir(second) / "job.log").read_text().splitlines()]
     events = [record.get("event") for record in logs]
     assert "pipeline_reused" in events and "pipeline_loaded" not in events

@@ -1,0 +1,239 @@
+"""The Generate tab: the form, Generate / Cancel with progress, and the gallery of every result with its
+parameters, "Reuse parameters" and "Open folder". Jobs run in the job manager; this tab only listens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QScrollArea, QSplitter, QVBoxLayout, QWidget
+
+from engines.interface import Availability
+from isengard_desktop.context import AppContext
+from isengard_desktop.core import generation
+from isengard_desktop.core.log import correlation
+from isengard_desktop.core.mode import FAST_TEST
+from isengard_desktop.errors import IsengardError
+from isengard_desktop.storage.jobs_repo import GenerationRow
+from isengard_desktop.ui.bridge import JobBridge, run_in_background
+from isengard_desktop.ui.gallery import GalleryModel, GalleryView, PathRole, RowRole
+from isengard_desktop.ui.generate_form import GenerateForm
+from isengard_desktop.ui.widgets import button, label
+
+
+def _engines() -> dict[str, Availability]:
+    from engines.registry import list_engines
+
+    return {info.name: info.availability for info in list_engines("image")}
+
+
+def _readiness(engine: str) -> dict[str, Availability]:
+    from engines.registry import load
+
+    return load(engine).advanced_readiness()
+
+
+class GenerateTab(QWidget):
+    def __init__(self, ctx: AppContext, bridge: JobBridge) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.bridge = bridge
+        self.job_id: str | None = None
+        outer = QVBoxLayout(self)
+        header = QHBoxLayout()
+        header.addWidget(label("Generate", "title", wrap=False))
+        if ctx.mode == FAST_TEST:
+            header.addWidget(label("  fast-test: tiny model on the CPU, images are noise", "hint", wrap=False))
+        header.addStretch(1)
+        outer.addLayout(header)
+
+        self.form = GenerateForm(ctx.mode)
+        self.generate_button = button("Generate", primary=True)
+        self.cancel_button = button("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = label("", "muted")
+        actions = QHBoxLayout()
+        actions.addWidget(self.generate_button, 1)
+        actions.addWidget(self.cancel_button)
+        left_content = QWidget()
+        left_box = QVBoxLayout(left_content)
+        left_box.addWidget(self.form)
+        left_box.addLayout(actions)
+        left_box.addWidget(self.progress)
+        left_box.addWidget(self.status)
+        left_box.addStretch(1)
+        left = QScrollArea()
+        left.setWidgetResizable(True)
+        left.setWidget(left_content)
+        left.setMinimumWidth(460)
+
+        right = QWidget()
+        gallery_box = QVBoxLayout(right)
+        self.model = GalleryModel(self)
+        self.view = GalleryView(self.model)
+        self.details = label("Your images appear here, newest first.", "muted")
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.reuse_button = button("Reuse parameters")
+        self.open_button = button("Open folder")
+        for widget in (self.reuse_button, self.open_button):
+            widget.setEnabled(False)
+        detail_actions = QHBoxLayout()
+        detail_actions.addStretch(1)
+        detail_actions.addWidget(self.reuse_button)
+        detail_actions.addWidget(self.open_button)
+        gallery_box.addWidget(label("Gallery", "muted"))
+        gallery_box.addWidget(self.view, 1)
+        gallery_box.addWidget(self.details)
+        gallery_box.addLayout(detail_actions)
+
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([480, 760])
+        outer.addWidget(splitter, 1)
+
+        self.generate_button.clicked.connect(self.generate)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.form.engine.currentIndexChanged.connect(self._engine_changed)
+        self.view.selectionModel().currentChanged.connect(self._selected)
+        self.reuse_button.clicked.connect(self.reuse)
+        self.open_button.clicked.connect(self.open_folder)
+        bridge.event.connect(self._on_event)
+        self.refresh()
+
+    # loading ---------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Engines, LoRAs and the gallery, read off the GUI thread."""
+
+        def load(_progress, _cancelled):
+            return (_engines(), generation.lora_options(self.ctx.volume, self.ctx.db),
+                    generation.gallery(self.ctx.db, self.ctx.volume))
+
+        run_in_background(self, load, on_done=self._loaded, on_error=self._show_error)
+
+    def _loaded(self, result) -> None:
+        engines, options, items = result
+        self.form.set_engines(engines, self.ctx.settings.default_image_engine)
+        self.form.set_lora_options(options)
+        self.model.set_items(items)
+        self._engine_changed()
+
+    def _engine_changed(self, *_args) -> None:
+        self.form.show_engine_note()
+        engine = self.form.engine.currentData()
+        if not engine:
+            return
+        self.form.set_readiness({})
+        run_in_background(self, lambda _p, _c: _readiness(engine), on_done=self._readiness_arrived)
+
+    def _readiness_arrived(self, readiness: dict[str, Availability]) -> None:
+        self.form.set_readiness(readiness)
+
+    def recheck_readiness(self) -> None:
+        """Called when an engine's server changes state (ComfyUI became ready): its toggles may be ready now."""
+        self._engine_changed()
+
+    # running ---------------------------------------------------------------------------------------
+    def generate(self) -> None:
+        engine = self.form.engine.currentData()
+        values = self.form.values()
+        try:
+            availability = getattr(self.form, "engine_availability", {}).get(engine)
+            if availability is not None and not availability.available:
+                raise IsengardError(availability.reason)
+            request = generation.build_request(self.ctx.volume, self.ctx.mode, engine, values.pop("prompt"),
+                                               values.pop("loras"), **values)
+            with correlation("generate_clicked"):
+                self.ctx.start_service(engine)
+                job = self.ctx.jobs.submit("generation", engine, request.to_dict(), meta={"aspect": request.aspect})
+        except IsengardError as exc:
+            self._show_error(exc)
+            return
+        self.job_id = job.id
+        self.progress.setRange(0, request.steps * request.batch_count)
+        self.progress.setValue(0)
+        self.status.setText(f"Queued: {request.batch_count} image(s), seed {request.seed}.")
+        self.generate_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+
+    def cancel(self) -> None:
+        if self.job_id:
+            try:
+                self.ctx.jobs.cancel(self.job_id)
+                self.status.setText("Cancelling after the current step…")
+            except IsengardError as exc:
+                self._show_error(exc)
+
+    def _on_event(self, job_id: str, event: dict) -> None:
+        if job_id != self.job_id:
+            return
+        kind = event.get("event")
+        if kind == "progress":
+            self.progress.setRange(0, int(event.get("total") or 0))
+            self.progress.setValue(int(event.get("step") or 0))
+            self.status.setText(f"Image {int(event.get('index', 0)) + 1} of {event.get('count', 1)} · "
+                                f"step {event.get('step')}/{event.get('total')}")
+        elif kind == "log":
+            self.status.setText(str(event.get("message", "")))
+        elif kind == "image" and event.get("library_path"):
+            self._add_image(event)
+        elif kind == "state" and event.get("state") not in ("queued", "running"):
+            self._finished(event.get("state", ""), event.get("error"))
+        elif kind == "state" and event.get("state") == "running":
+            self.status.setText("Starting…")
+
+    def _add_image(self, event: dict) -> None:
+        rows = generation.gallery(self.ctx.db, self.ctx.volume, limit=5)
+        for row, path in rows:
+            if row.id == event.get("generation_id"):
+                self.model.prepend(row, path)
+                self.view.setCurrentIndex(self.model.index(0))
+                return
+
+    def _finished(self, state: str, error: str | None) -> None:
+        self.generate_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if state == "succeeded":
+            self.progress.setValue(self.progress.maximum())
+            self.status.setText("Done.")
+        elif state == "cancelled":
+            self.status.setText("Cancelled; the images finished before the cancel are in the gallery.")
+        else:
+            self.status.setText(f"Failed: {error or 'see the Jobs tab for its log.'}")
+        self.job_id = None
+
+    # gallery ---------------------------------------------------------------------------------------
+    def _current(self) -> tuple[GenerationRow, Path] | None:
+        index = self.view.currentIndex()
+        if not index.isValid():
+            return None
+        return index.data(RowRole), index.data(PathRole)
+
+    def _selected(self, *_args) -> None:
+        current = self._current()
+        for widget in (self.reuse_button, self.open_button):
+            widget.setEnabled(current is not None)
+        if current is None:
+            return
+        row, path = current
+        self.details.setText(f"{path.name} · {row.engine}\n{row.parameters}")
+
+    def reuse(self) -> None:
+        current = self._current()
+        if current is not None:
+            self.form.load(current[0].params)
+            self.status.setText(f"Parameters of {current[1].name} loaded; press Generate to make it again.")
+
+    def open_folder(self) -> None:
+        current = self._current()
+        if current is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(current[1].parent)))
+
+    def _show_error(self, exc: Exception) -> None:
+        self.status.setText(str(exc))
+
+    def shutdown(self) -> None:
+        self.model.shutdown()
