@@ -1,0 +1,180 @@
+"""``ComfyUIEngine``: generation through the embedded ComfyUI, as the app's image engine (engines/interface.py).
+
+The server is kept running by ``ComfyUISupervisor`` (``service``), in the app's process; ``generate``
+runs in the worker process, finds the server through the volume's state file, checks everything a
+run needs before submitting anything (base model files, LoRAs listed by ComfyUI, Advanced toggles'
+nodes and models), then submits one workflow per image, follows it on the websocket, and saves each
+image into the job folder with ComfyUI's own ``prompt`` chunk plus our ``parameters`` chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import structlog
+
+from engines import pngmeta
+from engines.comfyui import paths
+from engines.comfyui.readiness import MODEL_FOLDERS, NODE_PACKS, choose_models, toggle_readiness
+from engines.interface import Availability, Emit, GenerationRequest, ShouldStop
+
+log = structlog.get_logger(__name__)
+
+READY_WAIT_S = 300.0
+PREVIEW_INTERVAL_S = 0.5
+
+
+class GenerationFailed(Exception):
+    """A generation could not run or ComfyUI failed it; the message says why and what to do."""
+
+
+def _volume_root() -> Path | None:
+    value = os.environ.get("ISENGARD_VOLUME")
+    return Path(value) if value else None
+
+
+def list_models(client) -> dict[str, list[str]]:
+    return {folder: client.models(folder) for folder in MODEL_FOLDERS}
+
+
+class ComfyUIEngine:
+    name = "comfyui"
+    kinds: tuple[str, ...] = ("image",)
+
+    def availability(self) -> Availability:
+        located = paths.locate()
+        return Availability(False, located) if isinstance(located, str) else Availability(True)
+
+    def service(self, volume_root: Path, extra_model_roots: list[Path]):
+        from engines.comfyui.supervisor import ComfyUISupervisor
+
+        return ComfyUISupervisor(volume_root, extra_model_roots)
+
+    def advanced_readiness(self) -> dict[str, Availability]:
+        """Asks the running server (GET /object_info and the model folders); says so while it is not up."""
+        from engines.comfyui.client import ComfyUIClient, ComfyUIError
+        from engines.comfyui.supervisor import read_server
+
+        availability = self.availability()
+        root = _volume_root()
+        status = read_server(root) if root else None
+        if not availability.available or status is None or status.state != "ready":
+            reason = availability.reason or f"ComfyUI is {status.state if status else 'stopped'}; the toggles are " \
+                                            "checked again when it is ready."
+            out = {toggle: Availability(False, reason) for toggle in ("upscale", "controlnet")}
+            return out | {t: Availability(False, f"{title} needs {needs}; this version does not install custom node "
+                                                 "packs yet, so it is off.") for t, (title, needs) in NODE_PACKS.items()}
+        try:
+            client = ComfyUIClient(status.url)
+            return toggle_readiness(client.object_info(), list_models(client))
+        except ComfyUIError as exc:
+            return {toggle: Availability(False, str(exc)) for toggle in ("upscale", "controlnet", *NODE_PACKS)}
+
+    def generate(self, request: GenerationRequest, emit: Emit, should_stop: ShouldStop) -> str:
+        from engines.comfyui.client import ComfyUIClient, ComfyUIError
+        from engines.comfyui.supervisor import wait_ready
+        from engines.comfyui.workflow import build_workflow
+        from isengard_desktop import __version__
+        from isengard_desktop.storage import atomic
+
+        root = _volume_root()
+        if root is None:
+            raise GenerationFailed("The worker does not know the volume (ISENGARD_VOLUME is not set).")
+        try:
+            url = wait_ready(root, READY_WAIT_S, should_stop,
+                             on_wait=lambda text: emit({"event": "log", "level": "info", "message": text}))
+        except InterruptedError:
+            return "cancelled"
+        except RuntimeError as exc:
+            raise GenerationFailed(str(exc)) from exc
+        client = ComfyUIClient(url)
+        try:
+            models = list_models(client)
+            choice = choose_models(models, request.base_model)
+            if isinstance(choice, str):
+                raise GenerationFailed(choice)
+            for lora in request.loras:
+                if Path(lora.path).name not in models["loras"]:
+                    raise GenerationFailed(f"ComfyUI does not list the LoRA {Path(lora.path).name}; it should be in "
+                                           "the volume's models/loras folder — train the character again.")
+            advanced = dict(request.advanced)
+            if advanced:
+                readiness = toggle_readiness(client.object_info(), models)
+                for toggle in advanced:
+                    state = readiness.get(toggle, Availability(False, f"{toggle} is unknown."))
+                    if not state.available:
+                        raise GenerationFailed(state.reason)
+                    advanced[toggle] = {"model": sorted(models[{"upscale": "upscale_models",
+                                                                "controlnet": "controlnet"}[toggle]])[0],
+                                        **advanced[toggle]}
+            uploads = {}
+            if "controlnet" in advanced:
+                image = advanced["controlnet"].get("image")
+                if not image or not Path(image).is_file():
+                    raise GenerationFailed("ControlNet needs a control image; choose one next to the toggle.")
+                uploads["controlnet"] = client.upload_image(Path(image))
+            effective = GenerationRequest.from_dict({**request.to_dict(), "advanced": advanced,
+                                                     "base_model_name": request.base_model_name
+                                                     if request.base_model_name != "auto" else choice.name})
+            log.info("comfyui_generation", url=url, models=choice.__dict__, loras=len(request.loras),
+                     toggles=sorted(advanced))
+            connection = client.connect()
+            try:
+                for index in range(request.batch_count):
+                    if should_stop():
+                        return "cancelled"
+                    state = self._one_image(client, connection, effective, choice, index, uploads, emit,
+                                            should_stop, __version__, atomic, build_workflow)
+                    if state != "succeeded":
+                        return state
+            finally:
+                connection.close()
+        except ComfyUIError as exc:
+            raise GenerationFailed(str(exc)) from exc
+        return "succeeded"
+
+    def _one_image(self, client, connection, request, choice, index, uploads, emit, should_stop, version, atomic,
+                   build_workflow) -> str:
+        seed = request.seed + index
+        workflow = build_workflow(request, choice, index=index, uploads=uploads)
+        started = time.perf_counter()
+        prompt_id = client.submit(workflow)
+        log.info("comfyui_prompt_submitted", prompt_id=prompt_id, index=index, seed=seed)
+        out = Path(request.output_dir)
+        last_preview = 0.0
+        outputs: list[dict] = []
+
+        def on_event(event: dict) -> None:
+            nonlocal last_preview
+            kind = event["event"]
+            if kind == "progress" and event["total"]:
+                # Only the sampler's steps count (an upscaler reports its own tiles).
+                emit({"event": "progress", "step": index * request.steps + min(event["step"], request.steps),
+                      "total": request.steps * request.batch_count, "index": index, "count": request.batch_count})
+            elif kind == "preview" and time.monotonic() - last_preview > PREVIEW_INTERVAL_S:
+                last_preview = time.monotonic()
+                path = out / "preview.jpg"
+                atomic.write_bytes(path, event["data"])
+                emit({"event": "preview", "index": index, "path": str(path)})
+            elif kind == "output":
+                outputs.extend(event["images"])
+
+        finished = client.follow(connection, prompt_id, on_event, should_stop)
+        if finished["state"] == "cancelled":
+            log.info("comfyui_prompt_cancelled", prompt_id=prompt_id)
+            return "cancelled"
+        if finished["state"] == "failed":
+            raise GenerationFailed(finished["message"])
+        parameters = pngmeta.a1111_parameters(request, seed, self.name, version)
+        for number, image in enumerate(outputs):
+            data = client.view(image["filename"], image.get("subfolder", ""), image.get("type", "output"))
+            path = out / f"image_{index:02d}_{seed}{'_' + str(number) if number else ''}.png"
+            atomic.write_bytes(path, pngmeta.add_chunks(data, {"parameters": parameters}))
+            log.info("image_saved", path=str(path), seed=seed, prompt_id=prompt_id,
+                     seconds=round(time.perf_counter() - started, 3))
+            emit({"event": "image", "index": index, "path": str(path), "seed": seed, "parameters": parameters})
+        if not outputs:
+            raise GenerationFailed("ComfyUI finished the workflow but saved no image; see logs/comfyui.log.")
+        return "succeeded"
