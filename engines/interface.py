@@ -227,6 +227,10 @@ class EngineService(Protocol):
 
     def subscribe(self, listener: Callable[[ServiceStatus], None]) -> Callable[[], None]: ...
 
+    def configure(self, extra_model_roots: list[Any]) -> None:
+        """Settings that take effect at the next start (the extra model folders)."""
+        ...
+
 
 def lora_metadata(spec: TrainingSpec, engine: str, engine_version: str, app_version: str) -> dict[str, str]:
     """The safetensors metadata every trained LoRA carries, whichever engine trained it (SPEC §3).

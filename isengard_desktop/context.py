@@ -76,6 +76,23 @@ class AppContext:
         if service is not None:
             service.start()
 
+    def restart_service(self, engine: str) -> None:
+        """Make the engine's server again with the current settings (e.g. new model folders); background."""
+        import threading
+
+        service = self.services.get(engine)
+        if service is None:
+            return
+        service.configure([Path(p) for p in self.settings.extra_model_dirs])
+        was_running = service.status().state in ("starting", "ready")
+
+        def restart() -> None:
+            service.stop()
+            if was_running:
+                service.start()
+
+        threading.Thread(target=restart, name=f"restart-{engine}", daemon=True).start()
+
     def close(self) -> None:
         """Stop what this context started: its idle generation worker and the servers it launched."""
         self.jobs.shutdown(wait=30)

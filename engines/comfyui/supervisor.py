@@ -205,6 +205,10 @@ class ComfyUISupervisor:
             self._thread.join(timeout=timeout)
         self._set("stopped", "ComfyUI is stopped.")
 
+    def configure(self, extra_model_roots: list[Path]) -> None:
+        """New extra model folders, used from the next start."""
+        self.extra_model_roots = [Path(p) for p in extra_model_roots]
+
     # internals ---------------------------------------------------------------------------------------
     @staticmethod
     def _terminate(proc: subprocess.Popen, timeout: float) -> None:

@@ -17,6 +17,8 @@ from isengard_desktop.resources import resources_dir
 
 ENV_DIRS = {"aitoolkit": "ISENGARD_AITOOLKIT_DIR", "comfyui": "ISENGARD_COMFYUI_DIR"}
 ENV_PYTHONS = {"aitoolkit": "ISENGARD_AITOOLKIT_PYTHON", "comfyui": "ISENGARD_COMFYUI_PYTHON"}
+# What each engine's own environment must import for the engine to start.
+HEALTH_IMPORTS = {"aitoolkit": ("torch", "diffusers"), "comfyui": ("torch", "torchvision", "aiohttp", "requests")}
 
 
 def pins_path() -> Path:
@@ -55,11 +57,11 @@ def _commit_of(checkout: Path) -> str | None:
     return out.stdout.strip() or None
 
 
-def _python_ok(python: Path) -> bool:
+def _python_ok(python: Path, modules: tuple[str, ...]) -> bool:
     if not python.is_file():
         return False
     try:
-        out = subprocess.run([str(python), "-c", "import torch, diffusers"], capture_output=True, timeout=120,
+        out = subprocess.run([str(python), "-c", "import " + ", ".join(modules)], capture_output=True, timeout=120,
                              check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -80,11 +82,11 @@ def status(name: str, volume_root: Path) -> EngineStatus:
                             f"not installed: use Install (or `isengard engines install {name}`)" if name == "aitoolkit"
                             else "not installed: installing it from the app is not built yet")
     commit = _commit_of(checkout)
-    env_ok = _python_ok(python)
+    env_ok = _python_ok(python, HEALTH_IMPORTS[name])
     matches = bool(commit) and (commit.startswith(pin) or pin.startswith(commit))
     problems = []
     if not env_ok:
-        problems.append(f"its environment ({python}) cannot import torch and diffusers")
+        problems.append(f"its environment ({python}) cannot import {' and '.join(HEALTH_IMPORTS[name])}")
     if not matches:
         problems.append(f"the checkout is at {commit or 'an unknown commit'}, the pin is {pin}")
     return EngineStatus(name, pin, True, source, str(checkout), commit, env_ok, matches,

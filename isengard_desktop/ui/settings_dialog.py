@@ -1,4 +1,5 @@
-"""Settings: the volume folder, the mode, upstream engines (state, install / repair), the Hugging Face token."""
+"""Settings: the volume folder, the mode, upstream engines (state, install / repair), extra model folders
+(e.g. an existing ComfyUI models/ folder), the Hugging Face token."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLineEdit,
+    QListWidget,
     QMessageBox,
     QProgressDialog,
     QVBoxLayout,
@@ -62,6 +64,24 @@ class SettingsDialog(QDialog):
             self.engine_rows.addRow(name, row)
         layout.addWidget(engines)
 
+        models = QGroupBox("Extra model folders (e.g. the models folder of a ComfyUI you already have)")
+        models_box = QVBoxLayout(models)
+        self.model_dirs = QListWidget()
+        self.model_dirs.setMaximumHeight(80)
+        self.model_dirs.addItems(ctx.settings.extra_model_dirs)
+        models_box.addWidget(self.model_dirs)
+        model_actions = QHBoxLayout()
+        add_dir = button("Add folder…")
+        add_dir.clicked.connect(self.add_model_dir)
+        remove_dir = button("Remove")
+        remove_dir.clicked.connect(self.remove_model_dir)
+        model_actions.addWidget(label("ComfyUI reads checkpoints, LoRAs, VAEs… from here too, without copying them.",
+                                      "muted"), 1)
+        model_actions.addWidget(add_dir)
+        model_actions.addWidget(remove_dir)
+        models_box.addLayout(model_actions)
+        layout.addWidget(models)
+
         token = QGroupBox("Hugging Face token (for gated models such as FLUX.1-dev)")
         form = QHBoxLayout(token)
         self.token = QLineEdit()
@@ -101,6 +121,31 @@ class SettingsDialog(QDialog):
         if folder:
             remember_volume_root(Path(folder))
             QMessageBox.information(self, "Volume folder", f"Isengard Desktop will use {folder} from its next start.")
+
+    def add_model_dir(self, folder: str | None = None) -> None:
+        folder = folder or QFileDialog.getExistingDirectory(self, "Choose a models folder", str(Path.home()))
+        if not folder or folder in self.ctx.settings.extra_model_dirs:
+            return
+        if not Path(folder).is_dir():
+            QMessageBox.warning(self, "Not a folder", f"{folder} is not a folder.")
+            return
+        self._save_model_dirs([*self.ctx.settings.extra_model_dirs, folder])
+
+    def remove_model_dir(self) -> None:
+        item = self.model_dirs.currentItem()
+        if item is not None:
+            self._save_model_dirs([d for d in self.ctx.settings.extra_model_dirs if d != item.text()])
+
+    def _save_model_dirs(self, folders: list[str]) -> None:
+        """Store the folders and restart ComfyUI (in the background) so that it lists their models."""
+        from isengard_desktop.storage import settings as settings_store
+
+        self.ctx.settings.extra_model_dirs = folders
+        settings_store.save(self.ctx.volume.settings_path, self.ctx.settings)
+        self.model_dirs.clear()
+        self.model_dirs.addItems(folders)
+        with correlation("extra_model_dirs_changed", count=len(folders)):
+            self.ctx.restart_service("comfyui")
 
     def save_token(self) -> None:
         from isengard_desktop.core.secrets import set_hf_token
