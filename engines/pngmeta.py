@@ -23,16 +23,21 @@ def lora_label(path: str, name: str = "") -> str:
     return Path(path).stem if path else name
 
 
-def a1111_parameters(request: GenerationRequest, seed: int, engine: str, app_version: str) -> str:
-    """The ``parameters`` text for one image of ``request`` made with ``seed``."""
+def a1111_parameters(request: GenerationRequest, seed: int, engine: str, app_version: str,
+                     distilled_guidance: bool = True) -> str:
+    """The ``parameters`` text for one image of ``request`` made with ``seed``.
+
+    ``distilled_guidance`` is FLUX's case (guidance is an input of the model, CFG is off); a classic
+    checkpoint uses the guidance value as its CFG scale.
+    """
     tags = " ".join(f"<lora:{lora_label(lora.path, lora.name)}:{lora.strength:g}>" for lora in request.loras)
     prompt = f"{request.prompt} {tags}".strip()
     pairs: list[tuple[str, Any]] = [
         ("Steps", request.steps),
         ("Sampler", SAMPLER_NAMES.get(request.sampler, request.sampler)),
         ("Schedule type", request.scheduler.capitalize()),
-        ("CFG scale", 1),
-        ("Distilled CFG Scale", f"{request.guidance:g}"),
+        *((("CFG scale", 1), ("Distilled CFG Scale", f"{request.guidance:g}")) if distilled_guidance
+          else (("CFG scale", f"{request.guidance:g}"),)),
         ("Seed", seed),
         ("Size", f"{request.width}x{request.height}"),
         ("Model", request.base_model_name),

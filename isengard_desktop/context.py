@@ -66,8 +66,10 @@ class AppContext:
         if engine not in self.services:
             from engines import registry
 
-            self.services[engine] = registry.service(engine, self.volume.root,
-                                                     [Path(p) for p in self.settings.extra_model_dirs])
+            service = registry.service(engine, self.volume.root, [Path(p) for p in self.settings.extra_model_dirs])
+            self.services[engine] = service
+            if service is not None and hasattr(service, "free_memory"):
+                self.jobs.before_training.append(service.free_memory)
         return self.services[engine]
 
     def start_service(self, engine: str) -> None:

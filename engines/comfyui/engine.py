@@ -167,7 +167,8 @@ class ComfyUIEngine:
             return "cancelled"
         if finished["state"] == "failed":
             raise GenerationFailed(finished["message"])
-        parameters = pngmeta.a1111_parameters(request, seed, self.name, version)
+        parameters = pngmeta.a1111_parameters(request, seed, self.name, version,
+                                              distilled_guidance=not choice.checkpoint)
         for number, image in enumerate(outputs):
             data = client.view(image["filename"], image.get("subfolder", ""), image.get("type", "output"))
             path = out / f"image_{index:02d}_{seed}{'_' + str(number) if number else ''}.png"

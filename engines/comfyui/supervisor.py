@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -115,6 +116,20 @@ def _pid_alive(pid: int | None) -> bool:
         return True
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the process that started it dies, even by SIGKILL.
+
+    ComfyUI has its own session (a Ctrl+C in a terminal must not reach it), so nothing else would end it
+    if the app were killed; the next app start would also adopt an orphan otherwise.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _healthy(url: str, timeout: float = 2.0) -> bool:
     from engines.comfyui.client import ComfyUIClient, ComfyUIError
 
@@ -205,6 +220,18 @@ class ComfyUISupervisor:
             self._thread.join(timeout=timeout)
         self._set("stopped", "ComfyUI is stopped.")
 
+    def free_memory(self) -> None:
+        """Ask a ready ComfyUI to unload its models (a training job is about to need the GPU memory)."""
+        status = self._status
+        if status.state == "ready" and status.url:
+            from engines.comfyui.client import ComfyUIClient, ComfyUIError
+
+            try:
+                ComfyUIClient(status.url).free()
+                log.info("comfyui_memory_freed", reason="training starts")
+            except ComfyUIError as exc:
+                log.warning("comfyui_free_failed", error=str(exc))
+
     def configure(self, extra_model_roots: list[Path]) -> None:
         """New extra model folders, used from the next start."""
         self.extra_model_roots = [Path(p) for p in extra_model_roots]
@@ -277,8 +304,23 @@ class ComfyUISupervisor:
                 return
 
     def _adopt(self, existing: ServiceStatus) -> None:
-        """Use a healthy server another Isengard process started; watch it, never stop it."""
+        """Use a healthy server another Isengard process started; watch it, never stop it.
+
+        A server whose starter is gone (an orphan) is stopped and replaced instead: nobody would stop it.
+        """
         data = json.loads(paths.state_file(self.volume_root).read_text(encoding="utf-8"))
+        if not _pid_alive(data.get("owner_pid")):
+            log.warning("comfyui_orphan_replaced", pid=data.get("pid"))
+            try:
+                os.killpg(int(data["pid"]), signal.SIGTERM)
+            except (ProcessLookupError, PermissionError, KeyError, TypeError, ValueError):
+                pass
+            deadline = time.monotonic() + 10
+            while _pid_alive(data.get("pid")) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self._write_state({"state": "stopped", "pid": None, "owner_pid": None})
+            self._run()
+            return
         self._adopted_pid = data.get("pid")
         log.info("comfyui_adopted", pid=self._adopted_pid, url=existing.url)
         self._set("ready", f"Using ComfyUI at {existing.url} (started by another Isengard window or command).",
@@ -318,8 +360,9 @@ class ComfyUISupervisor:
         with self._lock:
             if self._stopping.is_set():
                 return "stopped"
-            self._proc = proc = subprocess.Popen(args, cwd=checkout, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self._proc = proc = subprocess.Popen(
+                args, cwd=checkout, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         log.info("comfyui_started", pid=proc.pid, port=port, command=" ".join(args))
         self._write_state({"state": "starting", "pid": proc.pid, "port": port, "url": url, "detail": "",
                            "started_at": datetime.now(UTC).isoformat()})

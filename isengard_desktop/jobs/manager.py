@@ -73,6 +73,8 @@ class JobManager:
         self._resident: WorkerProcess | None = None  # the serving worker of generation jobs
         self._idle_timer: threading.Timer | None = None
         self.resident_idle_s = RESIDENT_IDLE_S
+        # Called (on a thread of their own) when a training job starts: e.g. ComfyUI unloads its models.
+        self.before_training: list[Callable[[], None]] = []
 
     # listeners ---------------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -226,6 +228,8 @@ class JobManager:
             self._idle_timer = None
         if job.kind not in RESIDENT_KINDS:
             self._close_resident("a training job needs the GPU memory")
+            for hook in self.before_training:
+                threading.Thread(target=_run_hook, args=(hook,), name="before-training", daemon=True).start()
             worker = WorkerProcess(job.id, self.job_dir(job), job.correlation_id, self._on_event, self._on_exit)
             self._running[job.id] = worker
             return worker, worker.start()
@@ -419,6 +423,13 @@ class JobManager:
     def delete_folder(self, job_id: str) -> None:
         job = self.get(job_id)
         shutil.rmtree(self.job_dir(job), ignore_errors=True)
+
+
+def _run_hook(hook: Callable[[], None]) -> None:
+    try:
+        hook()
+    except Exception as exc:  # advisory: the job runs either way
+        log.warning("before_training_hook_failed", error=repr(exc))
 
 
 def _orphaned(pid: int | None) -> bool:

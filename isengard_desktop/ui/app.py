@@ -25,6 +25,23 @@ def _open_context(volume_cli_value: str | None):
     return AppContext.open(root, resolve_mode())
 
 
+def _quit_on_sigterm(window) -> None:
+    """A session logout or `kill` closes the window the normal way: jobs save, ComfyUI is stopped."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def handler(*_args) -> None:
+        window.confirm_quit = False
+        QTimer.singleShot(0, window.close)
+
+    signal.signal(signal.SIGTERM, handler)
+    # Python runs signal handlers only when it gets control; Qt's event loop would otherwise keep it out.
+    window._signal_tick = QTimer(window)
+    window._signal_tick.timeout.connect(lambda: None)
+    window._signal_tick.start(300)
+
+
 def run_gui(volume_cli_value: str | None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
@@ -56,6 +73,7 @@ def run_gui(volume_cli_value: str | None) -> int:
 
     window = MainWindow(ctx)
     window.show()
+    _quit_on_sigterm(window)
     QTimer.singleShot(0, window.training.offer_interrupted_jobs)
     if os.environ.get("ISENGARD_EXIT_AFTER_SHOW"):
         # For bench/startup.py: report the time to the first shown frame, then quit.

@@ -160,7 +160,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         running = self.ctx.jobs.running_jobs()
-        if running:
+        if running and getattr(self, "confirm_quit", True):
             answer = QMessageBox.question(
                 self, "A job is running",
                 "A job is running. Quit anyway? Training saves a checkpoint first, and you can resume it next time.")

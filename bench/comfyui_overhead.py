@@ -1,0 +1,91 @@
+"""Benchmark: the app's overhead on a ComfyUI generation (issue target: wall-time ratio <= 1.05).
+
+The same workflow (tiny SD1.5 checkpoint, 64 px, 60 steps) is run against one warm ComfyUI, each time
+with a new seed (ComfyUI would otherwise answer from its cache), in two ways:
+- app:    `isengard generate --engine comfyui ...` as a whole command (a fresh process, the volume, the
+          job, the worker, the checks, the websocket, saving the PNG with metadata);
+- direct: POST /prompt, wait for the prompt on the websocket, GET /view of the image.
+Prints the median of each, their ratio and the absolute overhead in seconds.
+
+    ISENGARD_COMFYUI_DIR=... ISENGARD_COMFYUI_PYTHON=... .venv/bin/python bench/comfyui_overhead.py [runs]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+STEPS = 60
+
+
+def main() -> None:
+    from engines.comfyui.client import ComfyUIClient
+    from engines.comfyui.paths import locate
+    from engines.comfyui.supervisor import ComfyUISupervisor
+    from engines.comfyui.workflow import ModelChoice, build_workflow
+    from isengard_desktop.core.generation import build_request
+    from isengard_desktop.storage.volume import Volume
+    from tests.engines.comfyui.tiny_sd15 import ensure_tiny_sd15
+
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    located = locate()
+    if isinstance(located, str):
+        raise SystemExit(located)
+    checkout, python = located
+    volume = Path(tempfile.mkdtemp(prefix="isengard-bench-comfy-"))
+    checkpoint = ensure_tiny_sd15(Path.home() / ".cache" / "isengard-tests", checkout, python)
+    (volume / "models" / "checkpoints").mkdir(parents=True)
+    os.link(checkpoint, volume / "models" / "checkpoints" / "tiny-sd15.safetensors")
+    env = {**os.environ, "ISENGARD_MODE": "fast-test"}
+    os.environ["ISENGARD_MODE"] = "fast-test"
+    supervisor = ComfyUISupervisor(volume)  # the warm server the app's command adopts
+    supervisor.start()
+    while supervisor.status().state == "starting":
+        time.sleep(0.2)
+    url = supervisor.status().url
+    client = ComfyUIClient(url)
+    choice = ModelChoice(checkpoint="tiny-sd15.safetensors")
+    app_times, direct_times = [], []
+    try:
+        for run in range(runs + 1):  # the first round warms both paths up and is not counted
+            seed = 1000 + 2 * run
+            started = time.perf_counter()
+            out = subprocess.run([sys.executable, "-m", "isengard_desktop", "--volume", str(volume), "generate",
+                                  "--prompt", "a photo", "--engine", "comfyui", "--seed", str(seed),
+                                  "--steps", str(STEPS), "--json"], env=env, capture_output=True, text=True, check=False)
+            app = time.perf_counter() - started
+            result = json.loads(out.stdout or "{}")
+            if out.returncode or result.get("state") != "succeeded":
+                raise SystemExit(f"isengard generate failed: {out.stderr[-800:]}")
+            request = build_request(Volume.open(volume), "fast-test", "comfyui", "a photo", seed=seed + 1,
+                                    steps=STEPS)
+            started = time.perf_counter()
+            connection = client.connect()
+            images: list = []
+            prompt_id = client.submit(build_workflow(request, choice))
+            client.follow(connection, prompt_id, lambda e: images.extend(e.get("images", [])), lambda: False)
+            for image in images:
+                client.view(image["filename"], image["subfolder"], image["type"])
+            connection.close()
+            direct = time.perf_counter() - started
+            if run:
+                app_times.append(app)
+                direct_times.append(direct)
+            print(f"run {run}: app {app:.2f} s, direct {direct:.2f} s" + ("" if run else " (warm-up)"))
+    finally:
+        supervisor.stop()
+    app_m, direct_m = statistics.median(app_times), statistics.median(direct_times)
+    print(f"median app {app_m:.2f} s, direct {direct_m:.2f} s, ratio {app_m / direct_m:.3f} (target <= 1.05), "
+          f"overhead {app_m - direct_m:.2f} s per command")
+
+
+if __name__ == "__main__":
+    main()
