@@ -1,0 +1,106 @@
+"""Generation jobs on the embedded ComfyUI, end to end: the app's supervisor starts the real server, the job
+manager's worker drives it, images land in the volume with metadata. Needs a real ComfyUI checkout and
+environment; the tiny SD1.5 checkpoint (tests/engines/comfyui/tiny_sd15.py) stands in for FLUX."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engines.comfyui.paths import locate
+from engines.pngmeta import read_chunks
+from isengard_desktop.context import AppContext
+from isengard_desktop.core import generation
+
+LOCATED = locate() if os.environ.get("ISENGARD_COMFYUI_DIR") else "ISENGARD_COMFYUI_DIR is not set"
+pytestmark = pytest.mark.skipif(
+    isinstance(LOCATED, str),
+    reason=f"needs a real ComfyUI: set ISENGARD_COMFYUI_DIR and ISENGARD_COMFYUI_PYTHON ({LOCATED})",
+)
+CACHE = Path(os.environ.get("ISENGARD_TEST_CACHE", Path.home() / ".cache" / "isengard-tests"))
+
+
+@pytest.fixture(scope="module")
+def comfy_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppContext]:
+    from tests.engines.comfyui.tiny_sd15 import ensure_tiny_sd15
+
+    os.environ["ISENGARD_MODE"] = "fast-test"
+    checkout, python = LOCATED  # type: ignore[misc]
+    checkpoint = ensure_tiny_sd15(CACHE, checkout, python)
+    root = tmp_path_factory.mktemp("comfy") / "vol"
+    ctx = AppContext.open(root, "fast-test")
+    (ctx.volume.models_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    os.link(checkpoint, ctx.volume.models_dir / "checkpoints" / "tiny-sd15.safetensors")
+    ctx.start_service("comfyui")
+    service = ctx.service("comfyui")
+    deadline = time.monotonic() + 120
+    while service.status().state == "starting" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert service.status().state == "ready", service.status().detail
+    yield ctx
+    ctx.close()
+    assert service.status().state == "stopped"
+
+
+def _submit(ctx: AppContext, **kwargs):
+    request = generation.build_request(ctx.volume, ctx.mode, "comfyui", kwargs.pop("prompt", "a photo of ohwx_ada"),
+                                       kwargs.pop("loras", []), **{"seed": 11, "steps": 4, **kwargs})
+    return ctx.jobs.submit("generation", "comfyui", request.to_dict())
+
+
+def test_images_come_back_with_comfyui_and_a1111_metadata(comfy_ctx: AppContext) -> None:
+    ctx = comfy_ctx
+    seen: list[str] = []
+    ctx.jobs.subscribe(lambda _jid, event: seen.append(event["event"]))
+    final = ctx.jobs.wait(_submit(ctx, batch_count=2, aspect="2:3").id, timeout=120)
+    assert final.state == "succeeded", final.error
+    assert len(final.result["images"]) == 2 and {"progress", "preview", "image"} <= set(seen)
+    chunks = read_chunks(Path(final.result["images"][1]))
+    assert '"class_type": "KSampler"' in chunks["prompt"]  # ComfyUI's own API workflow, for drag-and-drop
+    assert "Seed: 12" in chunks["parameters"] and "Engine: comfyui" in chunks["parameters"]
+    assert final.progress["step"] == final.progress["total"] == 8
+    rows = generation.gallery(ctx.db, ctx.volume)
+    assert {row.params["seed"] for row, _ in rows[:2]} == {11, 12}
+
+
+def test_a_missing_lora_is_refused_before_anything_runs(comfy_ctx: AppContext, tmp_path: Path) -> None:
+    ctx = comfy_ctx
+    option = generation.LoraOption(1, 1, "Ada", tmp_path / "not-in-the-volume.safetensors", "x", "diffusers", 4, "")
+    final = ctx.jobs.wait(_submit(ctx, loras=[(option, 0.8)]).id, timeout=60)
+    assert final.state == "failed" and "does not list the LoRA not-in-the-volume.safetensors" in final.error
+
+
+def test_a_lora_dropped_into_the_volume_is_listed_by_comfyui_at_once(comfy_ctx: AppContext) -> None:
+    from engines.comfyui.client import ComfyUIClient
+
+    ctx = comfy_ctx
+    (ctx.volume.loras_dir / "fresh.safetensors").write_bytes(b"")
+    assert "fresh.safetensors" in ComfyUIClient(ctx.service("comfyui").status().url).models("loras")
+
+
+def test_cancel_interrupts_comfyui_and_it_serves_the_next_job(comfy_ctx: AppContext) -> None:
+    ctx = comfy_ctx
+    job = _submit(ctx, steps=150, batch_count=3, seed=40)
+    started = threading.Event()
+    ctx.jobs.subscribe(lambda jid, e: started.set() if jid == job.id and e.get("event") == "progress" else None)
+    assert started.wait(60)
+    ctx.jobs.cancel(job.id)
+    final = ctx.jobs.wait(job.id, timeout=60)
+    assert final.state == "cancelled" and final.progress["step"] < 150
+    after = ctx.jobs.wait(_submit(ctx, seed=99).id, timeout=120)
+    assert after.state == "succeeded", after.error
+
+
+def test_toggles_say_what_is_missing(comfy_ctx: AppContext) -> None:
+    from engines.registry import load
+
+    readiness = load("comfyui").advanced_readiness()
+    assert not readiness["upscale"].available and "upscale model" in readiness["upscale"].reason
+    assert not readiness["controlnet"].available and "ControlNet model" in readiness["controlnet"].reason
+    final = comfy_ctx.jobs.wait(_submit(comfy_ctx, advanced={"upscale": {}}).id, timeout=60)
+    assert final.state == "failed" and "upscale model" in final.error
