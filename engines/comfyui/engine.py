@@ -17,7 +17,14 @@ import structlog
 
 from engines import pngmeta
 from engines.comfyui import paths
-from engines.comfyui.readiness import MODEL_FOLDERS, NODE_PACKS, choose_models, toggle_readiness
+from engines.comfyui.readiness import (
+    MODEL_FOLDERS,
+    NODE_PACKS,
+    TOGGLES,
+    choose_models,
+    default_toggle_options,
+    toggle_readiness,
+)
 from engines.interface import Availability, Emit, GenerationRequest, ShouldStop
 
 log = structlog.get_logger(__name__)
@@ -62,15 +69,16 @@ class ComfyUIEngine:
         status = read_server(root) if root else None
         if not availability.available or status is None or status.state != "ready":
             reason = availability.reason or f"ComfyUI is {status.state if status else 'stopped'}; the toggles are " \
-                                            "checked again when it is ready."
-            out = {toggle: Availability(False, reason) for toggle in ("upscale", "controlnet")}
-            return out | {t: Availability(False, f"{title} needs {needs}; this version does not install custom node "
-                                                 "packs yet, so it is off.") for t, (title, needs) in NODE_PACKS.items()}
+                                            "checked when it is ready."
+            out = {toggle: Availability(False, reason) for toggle in TOGGLES}
+            if availability.available:  # say what the node-pack toggles will need, before the server is up
+                out |= {t: Availability(False, f"{reason} It needs {needs}.") for t, (_title, needs) in NODE_PACKS.items()}
+            return out
         try:
             client = ComfyUIClient(status.url)
             return toggle_readiness(client.object_info(), list_models(client))
         except ComfyUIError as exc:
-            return {toggle: Availability(False, str(exc)) for toggle in ("upscale", "controlnet", *NODE_PACKS)}
+            return {toggle: Availability(False, str(exc)) for toggle in TOGGLES}
 
     def generate(self, request: GenerationRequest, emit: Emit, should_stop: ShouldStop) -> str:
         from engines.comfyui.client import ComfyUIClient, ComfyUIError
@@ -106,15 +114,14 @@ class ComfyUIEngine:
                     state = readiness.get(toggle, Availability(False, f"{toggle} is unknown."))
                     if not state.available:
                         raise GenerationFailed(state.reason)
-                    advanced[toggle] = {"model": sorted(models[{"upscale": "upscale_models",
-                                                                "controlnet": "controlnet"}[toggle]])[0],
-                                        **advanced[toggle]}
+                    advanced[toggle] = default_toggle_options(toggle, models) | advanced[toggle]
             uploads = {}
-            if "controlnet" in advanced:
-                image = advanced["controlnet"].get("image")
-                if not image or not Path(image).is_file():
-                    raise GenerationFailed("ControlNet needs a control image; choose one next to the toggle.")
-                uploads["controlnet"] = client.upload_image(Path(image))
+            for toggle, what in (("controlnet", "a control image"), ("ipadapter", "a reference face")):
+                if toggle in advanced:
+                    image = advanced[toggle].get("image")
+                    if not image or not Path(image).is_file():
+                        raise GenerationFailed(f"{toggle.capitalize()} needs {what}; choose one next to the toggle.")
+                    uploads[toggle] = client.upload_image(Path(image))
             effective = GenerationRequest.from_dict({**request.to_dict(), "advanced": advanced,
                                                      "base_model_name": request.base_model_name
                                                      if request.base_model_name != "auto" else choice.name})
@@ -168,7 +175,7 @@ class ComfyUIEngine:
         if finished["state"] == "failed":
             raise GenerationFailed(finished["message"])
         parameters = pngmeta.a1111_parameters(request, seed, self.name, version,
-                                              distilled_guidance=not choice.checkpoint)
+                                              distilled_guidance=choice.resolved_family == "flux")
         for number, image in enumerate(outputs):
             data = client.view(image["filename"], image.get("subfolder", ""), image.get("type", "output"))
             path = out / f"image_{index:02d}_{seed}{'_' + str(number) if number else ''}.png"

@@ -52,7 +52,8 @@ MODEL_FOLDERS: dict[str, tuple[str, ...]] = {
     "controlnet": ("controlnet",),
     "upscale_models": ("upscale_models",),
     "clip_vision": ("clip_vision",),
-    "ipadapter": ("ipadapter",),
+    "ipadapter-flux": ("ipadapter-flux",),  # ComfyUI-IPAdapter-Flux's folder
+    "ultralytics": ("ultralytics",),  # Impact-Subpack: bbox/<file> and segm/<file> under it
     "ultralytics_bbox": ("ultralytics/bbox",),
     "ultralytics_segm": ("ultralytics/segm",),
     "sams": ("sams",),
@@ -347,6 +348,11 @@ class ComfyUISupervisor:
             (base / folder).mkdir(parents=True, exist_ok=True)
         for subfolders in MODEL_FOLDERS.values():
             (paths.models_dir(self.volume_root) / subfolders[0]).mkdir(parents=True, exist_ok=True)
+        # The IP-Adapter pack looks for its image encoder only in ComfyUI's own models/clip_vision.
+        own_clip_vision = base / "models" / "clip_vision"
+        if not own_clip_vision.exists() and not own_clip_vision.is_symlink():
+            own_clip_vision.parent.mkdir(parents=True, exist_ok=True)
+            own_clip_vision.symlink_to(paths.models_dir(self.volume_root) / "clip_vision", target_is_directory=True)
         (base / "extra_model_paths.yaml").write_text(extra_model_paths(self.volume_root, self.extra_model_roots),
                                                      encoding="utf-8")
         custom_nodes = sorted(p.name for p in (base / "custom_nodes").iterdir() if p.is_dir()

@@ -4,11 +4,19 @@ Everything is built in a staging folder beside the current install and swapped i
 environment imports torch and diffusers, so a failed install leaves the previous working one intact.
 The source comes from a local git repository or checkout (``--source``), or is cloned from the pinned
 repository on a machine with internet. The commit is verified against vendor/VENDOR_PINS.json.
+
+ComfyUI also gets the node packs pinned under "custom_nodes" (the IP-Adapter and FaceDetailer toggles
+need them): each is exported at its pinned commit into ``engines/comfyui/base/custom_nodes/<directory>``
+(ComfyUI's --base-directory) and its requirements go into ComfyUI's environment with torch held at the
+engine's pin. Everything else in the engine folder that the install does not own (ComfyUI's base
+folder with its database, inputs and outputs; the run state) is carried over to the new install.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,8 +36,17 @@ log = structlog.get_logger(__name__)
 Progress = Callable[[int, int, str], None]  # done, total, what is happening
 
 # How each engine's environment is built (the requirements policy of VENDOR_PINS.json, as commands).
-REQUIREMENT_SKIPS = {"aitoolkit": ("git+", "setuptools", "torchao")}
-EXTRA_PACKAGES = {"aitoolkit": ["setuptools>=77.0.3,<81", "diffusers==0.39.*", "torchao==0.10.0"]}
+REQUIREMENT_SKIPS = {"aitoolkit": ("git+", "setuptools", "torchao"), "comfyui": ("torch", "torchvision", "torchaudio")}
+EXTRA_PACKAGES = {"aitoolkit": ["setuptools>=77.0.3,<81", "diffusers==0.39.*", "torchao==0.10.0"],
+                  "comfyui": ["requests"]}
+# What proves a new environment works, per engine.
+CHECK_IMPORTS = {"aitoolkit": "import torch, diffusers",
+                 "comfyui": "import torch, torchvision, requests, yaml, spandrel"}
+# Entries of engines/<name>/ that an install builds and replaces; everything else there is carried over.
+OWNED = {"src", "venv", "install.json", "requirements.isengard.txt", "constraints.isengard.txt", "node_packs"}
+# A folder of local clones of the node packs, one per pin key (<dir>/<key>), used instead of cloning.
+NODE_SOURCES_ENV = "ISENGARD_CUSTOM_NODE_SOURCES"
+INSTALLABLE = ("aitoolkit", "comfyui")
 NO_DEPS_PACKAGES = {"aitoolkit": ["torchaudio==2.11.0"]}
 REMOVE_PACKAGES = {"aitoolkit": ["triton"]}
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
@@ -51,9 +68,11 @@ def _run(command: list[str], what: str, log_file: Path) -> None:
                            f"The full output is in {log_file}; the previous install is unchanged.")
 
 
-def export_source(name: str, source: Path | None, target: Path, log_file: Path) -> str:
-    """Put the pinned commit's files into ``target``; returns the full commit id."""
-    pin = pins()["engines"][name]
+def export_source(name: str, source: Path | None, target: Path, log_file: Path, pin: dict | None = None) -> str:
+    """Put the pinned commit's files into ``target``; returns the full commit id.
+
+    ``pin`` is the engine's entry of VENDOR_PINS.json unless given (a node pack's entry)."""
+    pin = pin or pins()["engines"][name]
     repo = source
     if repo is None:
         repo = Path(tempfile.mkdtemp(prefix=f"isengard-{name}-clone-"))
@@ -93,6 +112,21 @@ def _git_dir(repo: Path) -> Path:
     return repo / ".git" if (repo / ".git").exists() else repo
 
 
+def _requirement_lines(path: Path, skips: tuple[str, ...]) -> list[str]:
+    """The requirement lines of ``path`` without comments and skipped ones: a skip that is a plain name drops that
+    package only ("torch" keeps "torchsde"), one with punctuation is a prefix ("git+")."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line.split(" #", 1)[0].strip()
+        if not text or text.startswith("#"):
+            continue
+        name = re.split(r"[\s\[=<>!~;@]", text, maxsplit=1)[0].lower()
+        if any(name == skip or (not skip.replace("-", "").isalnum() and text.startswith(skip)) for skip in skips):
+            continue
+        out.append(text)
+    return out
+
+
 def build_environment(name: str, src: Path, venv: Path, log_file: Path, progress: Progress) -> None:
     _run([sys.executable, "-m", "venv", str(venv)], "Creating the engine's Python environment", log_file)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
@@ -102,8 +136,7 @@ def build_environment(name: str, src: Path, venv: Path, log_file: Path, progress
     progress(3, 6, "Installing the engine's requirements")
     requirements = venv.parent / "requirements.isengard.txt"
     skips = REQUIREMENT_SKIPS.get(name, ())
-    lines = (src / "requirements.txt").read_text(encoding="utf-8").splitlines()
-    requirements.write_text("\n".join(line for line in lines if line.strip() and not line.startswith(skips)) + "\n")
+    requirements.write_text("\n".join(_requirement_lines(src / "requirements.txt", skips)) + "\n")
     _run([*pip, *EXTRA_PACKAGES.get(name, []), "-r", str(requirements)], "Installing the requirements", log_file)
     if NO_DEPS_PACKAGES.get(name):
         _run([*pip, "--no-deps", *NO_DEPS_PACKAGES[name]], "Installing extra packages", log_file)
@@ -112,12 +145,86 @@ def build_environment(name: str, src: Path, venv: Path, log_file: Path, progress
                        capture_output=True, check=False)
 
 
-def install(name: str, volume_root: Path, source: Path | None = None, progress: Progress | None = None) -> dict:
-    """Install ``name`` at its pinned commit into the volume; returns what was recorded."""
+def node_packs(name: str) -> dict[str, dict]:
+    """The node packs pinned for engine ``name`` (VENDOR_PINS.json "custom_nodes"), parents before nested ones."""
+    packs = {key: pin for key, pin in pins().get("custom_nodes", {}).items() if pin.get("engine") == name}
+    return dict(sorted(packs.items(), key=lambda item: item[1]["directory"].count("/")))
+
+
+def _pack_source(key: str, node_sources: dict[str, Path] | None) -> Path | None:
+    if node_sources and key in node_sources:
+        return Path(node_sources[key])
+    folder = os.environ.get(NODE_SOURCES_ENV)
+    if folder and (Path(folder) / key).exists():
+        return Path(folder) / key
+    return None  # clone from the pinned repository
+
+
+def install_node_packs(name: str, staging: Path, log_file: Path, node_sources: dict[str, Path] | None,
+                       progress: Progress) -> dict[str, str]:
+    """Export every pinned node pack into ``staging/node_packs/<directory>`` and install their requirements into
+    ``staging/venv`` with torch held at the engine's pin; returns {pack: full commit}."""
+    packs = node_packs(name)
+    if not packs:
+        return {}
+    progress(4, 6, f"Installing the node packs ({', '.join(packs)})")
+    commits, lines = {}, []
+    for key, pin in packs.items():
+        target = staging / "node_packs" / pin["directory"]
+        commits[key] = export_source(key, _pack_source(key, node_sources), target, log_file, pin=pin)
+        skips = tuple(entry.split()[0] for entry in pin.get("requirements_policy", {}).get("skip", []))
+        if (target / "requirements.txt").is_file():
+            lines += [line for line in _requirement_lines(target / "requirements.txt", skips) if line not in lines]
+    if lines:
+        constraints = staging / "constraints.isengard.txt"
+        constraints.write_text("\n".join(TORCH) + "\n", encoding="utf-8")
+        requirements = staging / "requirements.node_packs.isengard.txt"
+        requirements.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        _run([str(staging / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet", "-c", str(constraints),
+              "-r", str(requirements)], "Installing the node packs' requirements", log_file)
+    return commits
+
+
+def _swap(staging: Path, final: Path, backup: Path, packs: dict[str, dict]) -> None:
+    """Put the new install in place; carry over what the install does not own (ComfyUI's base folder with its
+    database, inputs and outputs); the pinned packs replace their folders in base/custom_nodes."""
+    carried: list[str] = []
+    shutil.rmtree(backup, ignore_errors=True)
+    if final.exists():
+        final.rename(backup)
+    try:
+        if backup.exists():
+            for entry in backup.iterdir():
+                if entry.name not in OWNED and not (staging / entry.name).exists():
+                    entry.rename(staging / entry.name)
+                    carried.append(entry.name)
+        custom_nodes = staging / "base" / "custom_nodes"
+        for top in dict.fromkeys(pin["directory"].split("/")[0] for pin in packs.values()):
+            custom_nodes.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(custom_nodes / top, ignore_errors=True)
+            (staging / "node_packs" / top).rename(custom_nodes / top)
+        shutil.rmtree(staging / "node_packs", ignore_errors=True)
+        staging.rename(final)
+    except BaseException:
+        for entry_name in carried:  # give the previous install back everything it had
+            if (staging / entry_name).exists():
+                (staging / entry_name).rename(backup / entry_name)
+        if backup.exists() and not final.exists():
+            backup.rename(final)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def install(name: str, volume_root: Path, source: Path | None = None, progress: Progress | None = None,
+            node_sources: dict[str, Path] | None = None) -> dict:
+    """Install ``name`` at its pinned commit into the volume; returns what was recorded.
+
+    ``node_sources`` maps a pinned node pack to a local git clone (or set ISENGARD_CUSTOM_NODE_SOURCES to a
+    folder of clones named after the packs); packs without one are cloned from their repository."""
     if name not in pins()["engines"]:
         raise InstallError(f"There is no engine called {name!r} in the pins; known: {', '.join(pins()['engines'])}.")
-    if name != "aitoolkit":
-        raise InstallError(f"Installing {name} is not built yet; only aitoolkit can be installed in this version.")
+    if name not in INSTALLABLE:
+        raise InstallError(f"Installing {name} is not built yet; {', '.join(INSTALLABLE)} can be installed.")
     report = progress or (lambda done, total, what: None)
     engines_dir = volume_root / "engines"
     engines_dir.mkdir(parents=True, exist_ok=True)
@@ -130,23 +237,21 @@ def install(name: str, volume_root: Path, source: Path | None = None, progress: 
         commit = export_source(name, source, staging / "src", log_file)
         report(1, 6, "Creating the engine's Python environment")
         build_environment(name, staging / "src", staging / "venv", log_file, report)
+        packs = install_node_packs(name, staging, log_file, node_sources, report)
         report(5, 6, "Checking the environment")
-        _run([str(staging / "venv" / "bin" / "python"), "-c", "import torch, diffusers"],
+        _run([str(staging / "venv" / "bin" / "python"), "-c", CHECK_IMPORTS[name]],
              "Checking the new environment", log_file)
         record = {"engine": name, "commit": commit, "installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
                   "gpu": detect_gpu().summary}
+        if packs:
+            record["custom_nodes"] = packs
         (staging / "install.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
-        backup = engines_dir / f".{name}.previous"
-        if final.exists():
-            shutil.rmtree(backup, ignore_errors=True)
-            final.rename(backup)
-        staging.rename(final)
-        shutil.rmtree(backup, ignore_errors=True)
+        _swap(staging, final, engines_dir / f".{name}.previous", node_packs(name))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     report(6, 6, "Installed")
-    log.info("engine_installed", engine=name, commit=commit, path=str(final))
+    log.info("engine_installed", engine=name, commit=commit, path=str(final), custom_nodes=packs)
     return record
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QRegularExpression, Signal
+from PySide6.QtCore import QRegularExpression, Qt, Signal
 from PySide6.QtGui import QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -166,6 +166,9 @@ class GenerateForm(QWidget):
             note = label("checking…", "muted")
             self.toggle_notes[name] = note
             advanced.addWidget(note)
+        self.check_again = button("Check again")
+        self.check_again.setToolTip("Look again for the models and node packs the toggles need")
+        advanced.addWidget(self.check_again, alignment=Qt.AlignmentFlag.AlignRight)
         outer.addWidget(self.advanced)
 
     # engines and readiness -------------------------------------------------------------------------

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QScrollArea, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QScrollArea, QSplitter, QVBoxLayout, QWidget
 
 from engines.interface import Availability
 from isengard_desktop.context import AppContext
@@ -20,6 +21,9 @@ from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.gallery import GalleryModel, GalleryView, PathRole, RowRole
 from isengard_desktop.ui.generate_form import GenerateForm
 from isengard_desktop.ui.widgets import button, label
+
+
+PREVIEW_SIDE = 256
 
 
 def _engines() -> dict[str, Availability]:
@@ -54,6 +58,10 @@ class GenerateTab(QWidget):
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.status = label("", "muted")
+        self.preview = QLabel()  # the image being made, while ComfyUI sends previews
+        self.preview.setFixedSize(PREVIEW_SIDE, PREVIEW_SIDE)
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.hide()
         actions = QHBoxLayout()
         actions.addWidget(self.generate_button, 1)
         actions.addWidget(self.cancel_button)
@@ -63,6 +71,7 @@ class GenerateTab(QWidget):
         left_box.addLayout(actions)
         left_box.addWidget(self.progress)
         left_box.addWidget(self.status)
+        left_box.addWidget(self.preview, alignment=Qt.AlignmentFlag.AlignHCenter)
         left_box.addStretch(1)
         left = QScrollArea()
         left.setWidgetResizable(True)
@@ -98,6 +107,7 @@ class GenerateTab(QWidget):
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button.clicked.connect(self.cancel)
         self.form.engine.currentIndexChanged.connect(self._engine_changed)
+        self.form.check_again.clicked.connect(self._engine_changed)
         self.view.selectionModel().currentChanged.connect(self._selected)
         self.reuse_button.clicked.connect(self.reuse)
         self.open_button.clicked.connect(self.open_folder)
@@ -178,6 +188,12 @@ class GenerateTab(QWidget):
                                 f"step {event.get('step')}/{event.get('total')}")
         elif kind == "log":
             self.status.setText(str(event.get("message", "")))
+        elif kind == "preview" and event.get("path"):
+            pixmap = QPixmap(str(event["path"]))  # a small JPEG: cheap enough for the GUI thread
+            if not pixmap.isNull():
+                self.preview.setPixmap(pixmap.scaled(PREVIEW_SIDE, PREVIEW_SIDE, Qt.AspectRatioMode.KeepAspectRatio,
+                                                     Qt.TransformationMode.SmoothTransformation))
+                self.preview.show()
         elif kind == "image" and event.get("library_path"):
             self._add_image(event)
         elif kind == "state" and event.get("state") not in ("queued", "running"):
@@ -194,6 +210,7 @@ class GenerateTab(QWidget):
                 return
 
     def _finished(self, state: str, error: str | None) -> None:
+        self.preview.hide()
         self.generate_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         if state == "succeeded":

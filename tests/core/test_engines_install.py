@@ -27,11 +27,13 @@ def test_wrong_source_keeps_the_previous_install(tmp_path: Path) -> None:
     assert sorted(p.name for p in (volume / "engines").iterdir()) == ["aitoolkit", "aitoolkit-install.log"]
 
 
-def test_unknown_and_unbuilt_engines_are_refused(tmp_path: Path) -> None:
+def test_unknown_engines_and_wrong_sources_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InstallError, match="no engine called 'nope'"):
         install("nope", tmp_path)
-    with pytest.raises(InstallError, match="comfyui is not built yet"):
-        install("comfyui", tmp_path)
+    repo = tmp_path / "empty"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    with pytest.raises(InstallError, match="does not contain the pinned commit a125cd84 of comfyui"):
+        install("comfyui", tmp_path / "volume", source=repo)
 
 
 def test_failed_update_restores_the_pin(tmp_path: Path) -> None:

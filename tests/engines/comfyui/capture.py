@@ -80,7 +80,7 @@ def main() -> None:
     supervisor.stop()
     FIXTURES.mkdir(exist_ok=True)
     (FIXTURES / "ws_messages.json").write_text(json.dumps(fixtures, indent=1) + "\n")
-    (FIXTURES / "object_info.json").write_text(json.dumps({k: info[k] for k in USED_NODES if k in info},
+    (FIXTURES / "object_info_core.json").write_text(json.dumps({k: info[k] for k in USED_NODES if k in info},
                                                           indent=1, sort_keys=True) + "\n")
     print("captured", {k: len(v) for k, v in fixtures.items()})
 
