@@ -60,7 +60,8 @@ def main() -> None:
             started = time.perf_counter()
             out = subprocess.run([sys.executable, "-m", "isengard_desktop", "--volume", str(volume), "generate",
                                   "--prompt", "a photo", "--engine", "comfyui", "--seed", str(seed),
-                                  "--steps", str(STEPS), "--json"], env=env, capture_output=True, text=True, check=False)
+                                  "--steps", str(STEPS), "--json"],
+                                 env=env, capture_output=True, text=True, check=False)
             app = time.perf_counter() - started
             result = json.loads(out.stdout or "{}")
             if out.returncode or result.get("state") != "succeeded":
@@ -71,7 +72,8 @@ def main() -> None:
             connection = client.connect()
             images: list = []
             prompt_id = client.submit(build_workflow(request, choice))
-            client.follow(connection, prompt_id, lambda e: images.extend(e.get("images", [])), lambda: False)
+            client.follow(connection, prompt_id, lambda e, found=images: found.extend(e.get("images", [])),
+                          lambda: False)
             for image in images:
                 client.view(image["filename"], image["subfolder"], image["type"])
             connection.close()

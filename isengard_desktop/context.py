@@ -79,18 +79,19 @@ class AppContext:
             service.start()
 
     def restart_service(self, engine: str) -> None:
-        """Make the engine's server again with the current settings (e.g. new model folders); background."""
+        """Start the engine's server again with the current settings and install (e.g. new model folders)."""
         import threading
 
         service = self.services.get(engine)
         if service is None:
             return
         service.configure([Path(p) for p in self.settings.extra_model_dirs])
-        was_running = service.status().state in ("starting", "ready")
 
         def restart() -> None:
             service.stop()
-            if was_running:
+            from engines.registry import describe
+
+            if describe(engine).availability.available:
                 service.start()
 
         threading.Thread(target=restart, name=f"restart-{engine}", daemon=True).start()

@@ -146,7 +146,8 @@ class ComfyUIClient:
         boundary = uuid.uuid4().hex
         head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{path.name}\"\r\n"
                 "Content-Type: application/octet-stream\r\n\r\n").encode()
-        tail = f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\ntrue\r\n--{boundary}--\r\n"
+        tail = (f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\ntrue\r\n"
+                f"--{boundary}--\r\n")
         body = head + path.read_bytes() + tail.encode()
         answer = json.loads(self._request("POST", "/upload/image", body, f"multipart/form-data; boundary={boundary}"))
         return answer["name"] if not answer.get("subfolder") else f"{answer['subfolder']}/{answer['name']}"

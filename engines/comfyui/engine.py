@@ -72,7 +72,8 @@ class ComfyUIEngine:
                                             "checked when it is ready."
             out = {toggle: Availability(False, reason) for toggle in TOGGLES}
             if availability.available:  # say what the node-pack toggles will need, before the server is up
-                out |= {t: Availability(False, f"{reason} It needs {needs}.") for t, (_title, needs) in NODE_PACKS.items()}
+                out |= {toggle: Availability(False, f"{reason} It needs {needs}.")
+                        for toggle, (_title, needs) in NODE_PACKS.items()}
             return out
         try:
             client = ComfyUIClient(status.url)

@@ -79,8 +79,7 @@ def status(name: str, volume_root: Path) -> EngineStatus:
         python = volume_root / "engines" / name / "venv" / "bin" / "python"
     if not checkout.is_dir():
         return EngineStatus(name, pin, False, "", None, None, False, False,
-                            f"not installed: use Install (or `isengard engines install {name}`)" if name == "aitoolkit"
-                            else "not installed: installing it from the app is not built yet")
+                            f"not installed: use Install (or `isengard engines install {name}`)")
     commit = _commit_of(checkout)
     env_ok = _python_ok(python, HEALTH_IMPORTS[name])
     matches = bool(commit) and (commit.startswith(pin) or pin.startswith(commit))

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QDesktopServices
-from PySide6.QtGui import QPixmap
+from PySide6.QtGui import QDesktopServices, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QScrollArea, QSplitter, QVBoxLayout, QWidget
 
 from engines.interface import Availability
@@ -21,7 +20,6 @@ from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.gallery import GalleryModel, GalleryView, PathRole, RowRole
 from isengard_desktop.ui.generate_form import GenerateForm
 from isengard_desktop.ui.widgets import button, label
-
 
 PREVIEW_SIDE = 256
 
@@ -142,8 +140,12 @@ class GenerateTab(QWidget):
     def _readiness_arrived(self, readiness: dict[str, Availability]) -> None:
         self.form.set_readiness(readiness)
 
-    def recheck_readiness(self) -> None:
-        """Called when an engine's server changes state (ComfyUI became ready): its toggles may be ready now."""
+    def refresh_engines(self) -> None:
+        """An engine's server changed state (ComfyUI became ready, or was installed): engines and toggles again."""
+        run_in_background(self, lambda _p, _c: _engines(), on_done=self._engines_loaded, on_error=self._show_error)
+
+    def _engines_loaded(self, engines: dict[str, Availability]) -> None:
+        self.form.set_engines(engines, self.ctx.settings.default_image_engine)
         self._engine_changed()
 
     # running ---------------------------------------------------------------------------------------

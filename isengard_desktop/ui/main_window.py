@@ -155,8 +155,8 @@ class MainWindow(QMainWindow):
         text, tip = engine_states(status.state, status.detail)
         self.engines_label.setText(text)
         self.engines_label.setToolTip(tip)
-        if status.state in ("ready", "failed"):
-            self.generate.recheck_readiness()
+        if status.state in ("ready", "failed", "stopped"):
+            self.generate.refresh_engines()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         running = self.ctx.jobs.running_jobs()

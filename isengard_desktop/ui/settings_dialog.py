@@ -55,11 +55,7 @@ class SettingsDialog(QDialog):
             self.engine_labels[name] = text
             row.addWidget(text, 1)
             action = button("Install / repair")
-            if name == "aitoolkit":
-                action.clicked.connect(lambda _=False, n=name: self.install(n))
-            else:
-                action.setEnabled(False)
-                action.setToolTip("Installing this engine from the app is not built yet.")
+            action.clicked.connect(lambda _=False, n=name: self.install(n))
             row.addWidget(action)
             self.engine_rows.addRow(name, row)
         layout.addWidget(engines)
@@ -93,8 +89,11 @@ class SettingsDialog(QDialog):
         form.addWidget(save)
         form.addWidget(self.token_state)
         layout.addWidget(token)
-        layout.addWidget(label("Models: downloading base models from the app is not built yet; put the FLUX.1-dev "
-                               f"diffusers folder in {ctx.volume.models_dir / 'FLUX.1-dev'}.", "muted"))
+        layout.addWidget(label("Models: downloading base models from the app is not built yet. For training and the "
+                               "built-in generator put the FLUX.1-dev diffusers folder in "
+                               f"{ctx.volume.models_dir / 'FLUX.1-dev'}; for ComfyUI put flux1-dev.safetensors in "
+                               "models/diffusion_models, clip_l and t5xxl in models/text_encoders and ae.safetensors "
+                               "in models/vae (or add your ComfyUI models folder above).", "muted"))
         close = button("Close")
         close.clicked.connect(self.accept)
         layout.addWidget(close, alignment=Qt.AlignmentFlag.AlignRight)
@@ -177,6 +176,7 @@ class SettingsDialog(QDialog):
             dialog.close()
             QMessageBox.information(self, "Installed", f"{name} is installed at {record['commit'][:12]}.")
             self.refresh()
+            self.ctx.restart_service(name)  # ComfyUI starts (again) from the new install
 
         def on_error(exc) -> None:
             dialog.close()

@@ -31,6 +31,9 @@ def window(qtbot, ctx: AppContext, monkeypatch: pytest.MonkeyPatch):
     from isengard_desktop.ui.main_window import MainWindow
 
     monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
+    # The window starts ComfyUI when it is installed; these tests drive the built-in engine only
+    # (tests/jobs/test_comfyui_jobs.py covers ComfyUI).
+    monkeypatch.delenv("ISENGARD_COMFYUI_DIR", raising=False)
     win = MainWindow(ctx)
     qtbot.addWidget(win)
     win.show()

@@ -125,9 +125,10 @@ def test_thumbnails_load_in_the_grid(qtbot, window, photos: Path, ctx):
 
 def test_settings_shows_engine_states(qtbot, window, monkeypatch):
     monkeypatch.delenv("ISENGARD_AITOOLKIT_DIR", raising=False)
+    monkeypatch.delenv("ISENGARD_COMFYUI_DIR", raising=False)
     dialog = window.open_settings()
     qtbot.waitUntil(lambda: "checking" not in dialog.engine_labels["aitoolkit"].text(), timeout=30_000)
     assert "pin 4d5a649a · not installed" in dialog.engine_labels["aitoolkit"].text()
     assert "isengard engines install aitoolkit" in dialog.engine_labels["aitoolkit"].text()
-    assert "not built yet" in dialog.engine_labels["comfyui"].text()
+    assert "isengard engines install comfyui" in dialog.engine_labels["comfyui"].text()
     dialog.accept()

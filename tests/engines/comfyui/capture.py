@@ -8,6 +8,7 @@ Run by hand against a real ComfyUI (never in the suite):
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -50,12 +51,11 @@ def record(client, workflow: dict, interrupt_after: int | None = None) -> list:
 
 def main() -> None:
     from engines.comfyui.client import ComfyUIClient
+    from engines.comfyui.paths import locate
     from engines.comfyui.supervisor import ComfyUISupervisor
     from engines.comfyui.workflow import ModelChoice, build_workflow
     from engines.interface import GenerationRequest
     from tests.engines.comfyui.tiny_sd15 import ensure_tiny_sd15
-
-    from engines.comfyui.paths import locate
 
     checkout, python = locate()  # type: ignore[misc]
     volume = Path(tempfile.mkdtemp(prefix="isengard-capture-"))
@@ -82,7 +82,7 @@ def main() -> None:
     (FIXTURES / "ws_messages.json").write_text(json.dumps(fixtures, indent=1) + "\n")
     (FIXTURES / "object_info_core.json").write_text(json.dumps({k: info[k] for k in USED_NODES if k in info},
                                                           indent=1, sort_keys=True) + "\n")
-    print("captured", {k: len(v) for k, v in fixtures.items()})
+    sys.stdout.write(f"captured {({k: len(v) for k, v in fixtures.items()})}\n")
 
 
 if __name__ == "__main__":

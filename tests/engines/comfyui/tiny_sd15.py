@@ -35,13 +35,12 @@ def build(checkout: Path, out: Path) -> None:
     import comfy.options
 
     comfy.options.enable_args_parsing()
-    import torch
-    from safetensors.torch import save_file
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     import comfy.ops
+    import torch
     from comfy.ldm.models.autoencoder import AutoencoderKL
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
     unet = UNetModel(image_size=32, in_channels=4, model_channels=320, out_channels=4, num_res_blocks=[1],
