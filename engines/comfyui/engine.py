@@ -42,6 +42,23 @@ def _volume_root() -> Path | None:
     return Path(value) if value else None
 
 
+TEXT_ENCODER_KEYS = ("lora_te", "text_encoder", "te1.", "te2.", "lora_clip")
+
+
+def touches_text_encoders(path: Path) -> bool:
+    """Whether a LoRA file has text-encoder weights, read from its safetensors header (no tensors loaded)."""
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(min(length, 64 * 1024 * 1024)))
+    except (OSError, ValueError, struct.error):
+        return True  # unknown: let ComfyUI patch both, as its own LoRA loader does
+    return any(marker in key for key in header for marker in TEXT_ENCODER_KEYS)
+
+
 def list_models(client) -> dict[str, list[str]]:
     return {folder: client.models(folder) for folder in MODEL_FOLDERS}
 
@@ -86,7 +103,6 @@ class ComfyUIEngine:
         from engines.comfyui.supervisor import wait_ready
         from engines.comfyui.workflow import build_workflow
         from isengard_desktop import __version__
-        from isengard_desktop.storage import atomic
 
         root = _volume_root()
         if root is None:
@@ -116,6 +132,8 @@ class ComfyUIEngine:
                     if not state.available:
                         raise GenerationFailed(state.reason)
                     advanced[toggle] = default_toggle_options(toggle, models) | advanced[toggle]
+            model_only = frozenset(Path(lora.path).name for lora in request.loras
+                                   if not touches_text_encoders(Path(lora.path)))
             uploads = {}
             for toggle, what in (("controlnet", "a control image"), ("ipadapter", "a reference face")):
                 if toggle in advanced:
@@ -133,8 +151,10 @@ class ComfyUIEngine:
                 for index in range(request.batch_count):
                     if should_stop():
                         return "cancelled"
-                    state = self._one_image(client, connection, effective, choice, index, uploads, emit,
-                                            should_stop, __version__, atomic, build_workflow)
+                    workflow = build_workflow(effective, choice, index=index, uploads=uploads,
+                                              model_only_loras=model_only)
+                    state = self._one_image(client, connection, effective, workflow, choice, index, emit,
+                                            should_stop, __version__)
                     if state != "succeeded":
                         return state
             finally:
@@ -143,10 +163,12 @@ class ComfyUIEngine:
             raise GenerationFailed(str(exc)) from exc
         return "succeeded"
 
-    def _one_image(self, client, connection, request, choice, index, uploads, emit, should_stop, version, atomic,
-                   build_workflow) -> str:
+    def _one_image(self, client, connection, request: GenerationRequest, workflow: dict, choice, index: int,
+                   emit: Emit, should_stop: ShouldStop, version: str) -> str:
+        """Submit one image's workflow, follow it, and save what it made; returns the final state."""
+        from isengard_desktop.storage import atomic
+
         seed = request.seed + index
-        workflow = build_workflow(request, choice, index=index, uploads=uploads)
         started = time.perf_counter()
         prompt_id = client.submit(workflow)
         log.info("comfyui_prompt_submitted", prompt_id=prompt_id, index=index, seed=seed)

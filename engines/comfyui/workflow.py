@@ -136,12 +136,15 @@ class Graph:
 
 
 def build_workflow(request: GenerationRequest, models: ModelChoice, *, template: str | None = None, index: int = 0,
-                   uploads: dict[str, str] | None = None) -> dict[str, Any]:
+                   uploads: dict[str, str] | None = None, model_only_loras: frozenset[str] = frozenset()
+                   ) -> dict[str, Any]:
     """The API workflow for image ``index`` of ``request`` (seed ``request.seed + index``).
 
     ``request.loras`` paths are used by file name: the volume's models/loras folder is ComfyUI's loras
     folder. ``uploads`` maps a toggle ("controlnet", "ipadapter") to the name ComfyUI gave its uploaded
-    image; without it the toggle's own "image" option is taken as that name.
+    image; without it the toggle's own "image" option is taken as that name. LoRA files named in
+    ``model_only_loras`` change only the diffusion model (LoraLoaderModelOnly): the text encoders stay
+    untouched, so ComfyUI keeps the prompt's encoding cached when only a LoRA's strength changes.
     """
     unknown = sorted(set(request.advanced) - set(TOGGLES))
     if unknown:
@@ -154,7 +157,7 @@ def build_workflow(request: GenerationRequest, models: ModelChoice, *, template:
     uploads = uploads or {}
     _set_models(graph, models)
     _set_parameters(graph, request, index)
-    _chain_loras(graph, request)
+    _chain_loras(graph, request, model_only_loras)
     advanced = request.advanced
     if "ipadapter" in advanced:
         if not graph.has("guidance"):
@@ -214,11 +217,18 @@ def _set_parameters(graph: Graph, request: GenerationRequest, index: int) -> Non
     graph.role("latent")[1]["inputs"].update({"width": request.width, "height": request.height, "batch_size": 1})
 
 
-def _chain_loras(graph: Graph, request: GenerationRequest) -> None:
+def _chain_loras(graph: Graph, request: GenerationRequest, model_only: frozenset[str]) -> None:
     _sampler_id, sampler = graph.role("sampler")
     _positive_id, positive = graph.role("positive")
     model_link, clip_link = list(sampler["inputs"]["model"]), list(positive["inputs"]["clip"])
     for number, lora in enumerate(request.loras):
+        if Path(lora.path).name in model_only:
+            node_id = graph.add("LoraLoaderModelOnly", {
+                "model": model_link, "lora_name": Path(lora.path).name, "strength_model": float(lora.strength),
+            }, f"lora_{number}")
+            graph.rewire(model_link, [node_id, 0], skip=node_id)
+            model_link = [node_id, 0]
+            continue
         node_id = graph.add("LoraLoader", {
             "model": model_link, "clip": clip_link, "lora_name": Path(lora.path).name,
             "strength_model": float(lora.strength), "strength_clip": float(lora.strength),

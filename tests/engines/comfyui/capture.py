@@ -16,7 +16,7 @@ from pathlib import Path
 FIXTURES = Path(__file__).parent / "fixtures"
 USED_NODES = ("CheckpointLoaderSimple", "UNETLoader", "DualCLIPLoader", "VAELoader", "CLIPTextEncode", "FluxGuidance",
               "ConditioningZeroOut", "EmptySD3LatentImage", "EmptyLatentImage", "KSampler", "VAEDecode", "SaveImage",
-              "LoraLoader", "UpscaleModelLoader", "ImageUpscaleWithModel", "ControlNetLoader",
+              "LoraLoader", "LoraLoaderModelOnly", "UpscaleModelLoader", "ImageUpscaleWithModel", "ControlNetLoader",
               "ControlNetApplyAdvanced", "LoadImage")
 
 

@@ -59,7 +59,10 @@ CASES: dict[str, tuple[ModelChoice, tuple[str, ...], int]] = {
     "fluxckpt_all_1lora": (FLUX_CKPT, ("upscale", "controlnet", "ipadapter", "facedetailer"), 1),
     "sd_none_0lora": (TINY_SD, (), 0),
     "sd_upscale_facedetailer_1lora": (TINY_SD, ("upscale", "facedetailer"), 1),
+    "flux_none_2lora_modelonly": (FLUX, (), 2),
 }
+# Cases whose LoRAs (by file name) have no text-encoder weights: LoraLoaderModelOnly, the prompt stays cached.
+MODEL_ONLY = {"flux_none_2lora_modelonly": frozenset({"ada_lovelace.safetensors"})}
 
 
 def request_for(toggles: tuple[str, ...], loras: int, **overrides) -> GenerationRequest:
@@ -71,7 +74,8 @@ def request_for(toggles: tuple[str, ...], loras: int, **overrides) -> Generation
 
 def build(name: str, index: int = 0) -> dict:
     models, toggles, loras = CASES[name]
-    return build_workflow(request_for(toggles, loras), models, index=index)
+    return build_workflow(request_for(toggles, loras), models, index=index,
+                          model_only_loras=MODEL_ONLY.get(name, frozenset()))
 
 
 @pytest.fixture(scope="module")

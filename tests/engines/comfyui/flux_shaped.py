@@ -1,0 +1,102 @@
+"""FLUX.1-dev-shaped model files for ComfyUI (random weights, built locally, never committed) and a LoRA for them.
+
+ComfyUI fixes FLUX's widths when it detects the model (hidden 3072, 24 heads, context 4096, vec 768), so
+only the block counts can shrink: one double and one single block make a 545M-parameter diffusion
+model (1.1 GB in bf16). T5-XXL's configuration is fixed too: 4.76B random parameters stored as fp8
+(4.8 GB). CLIP-L and the 16-channel FLUX VAE are full size. The LoRA has diffusers/peft keys
+(``transformer.transformer_blocks.0.attn.to_q.lora_A.weight``), as the app's trainers write them.
+
+Run with ComfyUI's python (ComfyUI's own classes give the key names):
+``python flux_shaped.py COMFYUI_CHECKOUT OUT_FOLDER``. Tests call ``ensure_flux_shaped``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+FILES = {
+    "diffusion_models": "flux1-dev-shaped.safetensors",
+    "text_encoders_clip": "clip_l.safetensors",
+    "text_encoders_t5": "t5xxl_fp8_e4m3fn.safetensors",
+    "vae": "ae.safetensors",
+    "loras": "flux-shaped-lora.safetensors",
+}
+
+
+def ensure_flux_shaped(folder: Path, checkout: Path, python: Path) -> dict[str, Path]:
+    """The five files in ``folder`` (built once, several minutes and ~7 GB), by role."""
+    paths = {role: folder / name for role, name in FILES.items()}
+    if not all(path.is_file() for path in paths.values()):
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(python), __file__, str(checkout), str(folder)], check=True, cwd=checkout)
+    return paths
+
+
+def _random(module, dtype, scale: float = 0.02) -> dict:
+    """Random values for every tensor of a module built on the meta device; norms get ones."""
+    import torch
+
+    out = {}
+    generator = torch.Generator().manual_seed(0)
+    for key, value in module.state_dict().items():
+        if value.dim() <= 1:
+            tensor = torch.ones(value.shape) if ("norm" in key or "scale" in key) else torch.zeros(value.shape)
+        else:
+            tensor = torch.randn(value.shape, generator=generator) * scale
+        out[key] = tensor.to(dtype).contiguous()
+    return out
+
+
+def build(checkout: Path, folder: Path) -> None:
+    sys.path.insert(0, str(checkout))
+    sys.argv = [sys.argv[0], "--cpu"]
+    import comfy.options
+
+    comfy.options.enable_args_parsing()
+    import torch
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    import comfy.ops
+    from comfy.ldm.flux.model import Flux
+    from comfy.ldm.modules.diffusionmodules.model import Decoder, Encoder
+    from comfy.text_encoders.t5 import T5
+
+    ops = comfy.ops.disable_weight_init
+    flux = Flux(in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096, hidden_size=3072,
+                mlp_ratio=4.0, num_heads=24, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56], theta=10000,
+                patch_size=2, qkv_bias=True, guidance_embed=True, device="meta", operations=ops)
+    save_file(_random(flux, torch.bfloat16), str(folder / FILES["diffusion_models"]))
+    del flux
+
+    config = json.loads((checkout / "comfy" / "text_encoders" / "t5_config_xxl.json").read_text())
+    t5 = T5(config, dtype=torch.float32, device="meta", operations=ops)
+    save_file(_random(t5, torch.float8_e4m3fn, scale=0.05), str(folder / FILES["text_encoders_t5"]))
+    del t5
+
+    clip = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                                        num_hidden_layers=12, max_position_embeddings=77, vocab_size=49408,
+                                        projection_dim=768, hidden_act="quick_gelu"))
+    save_file({k: v.to(torch.float16).contiguous() for k, v in clip.state_dict().items()},
+              str(folder / FILES["text_encoders_clip"]))
+
+    ddconfig = {"double_z": True, "z_channels": 16, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+    vae = {f"encoder.{k}": v for k, v in Encoder(**ddconfig).state_dict().items()}
+    vae |= {f"decoder.{k}": v for k, v in Decoder(**ddconfig).state_dict().items()}
+    save_file({k: v.to(torch.float16).contiguous() for k, v in vae.items()}, str(folder / FILES["vae"]))
+
+    generator = torch.Generator().manual_seed(1)
+    lora = {}
+    for module in ("to_q", "to_k", "to_v", "to_out.0"):
+        base = f"transformer.transformer_blocks.0.attn.{module}"
+        lora[f"{base}.lora_A.weight"] = (torch.randn(8, 3072, generator=generator) * 0.05).to(torch.bfloat16)
+        lora[f"{base}.lora_B.weight"] = (torch.randn(3072, 8, generator=generator) * 0.05).to(torch.bfloat16)
+    save_file(lora, str(folder / FILES["loras"]), metadata={"format": "pt"})
+
+
+if __name__ == "__main__":
+    build(Path(sys.argv[1]), Path(sys.argv[2]))
