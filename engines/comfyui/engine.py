@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -25,12 +26,24 @@ from engines.comfyui.readiness import (
     default_toggle_options,
     toggle_readiness,
 )
+from engines.comfyui.workflow import ModelChoice
 from engines.interface import Availability, Emit, GenerationRequest, ShouldStop
 
 log = structlog.get_logger(__name__)
 
 READY_WAIT_S = 300.0
 PREVIEW_INTERVAL_S = 0.5
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A checked generation: the request with each toggle's model filled in, the base model files, the names
+    ComfyUI gave the uploaded images, and the LoRAs that only touch the diffusion model."""
+
+    request: GenerationRequest
+    choice: ModelChoice
+    uploads: dict[str, str]
+    model_only: frozenset[str]
 
 
 class GenerationFailed(Exception):
@@ -116,44 +129,17 @@ class ComfyUIEngine:
             raise GenerationFailed(str(exc)) from exc
         client = ComfyUIClient(url)
         try:
-            models = list_models(client)
-            choice = choose_models(models, request.base_model)
-            if isinstance(choice, str):
-                raise GenerationFailed(choice)
-            for lora in request.loras:
-                if Path(lora.path).name not in models["loras"]:
-                    raise GenerationFailed(f"ComfyUI does not list the LoRA {Path(lora.path).name}; it should be in "
-                                           "the volume's models/loras folder — train the character again.")
-            advanced = dict(request.advanced)
-            if advanced:
-                readiness = toggle_readiness(client.object_info(), models)
-                for toggle in advanced:
-                    state = readiness.get(toggle, Availability(False, f"{toggle} is unknown."))
-                    if not state.available:
-                        raise GenerationFailed(state.reason)
-                    advanced[toggle] = default_toggle_options(toggle, models) | advanced[toggle]
-            model_only = frozenset(Path(lora.path).name for lora in request.loras
-                                   if not touches_text_encoders(Path(lora.path)))
-            uploads = {}
-            for toggle, what in (("controlnet", "a control image"), ("ipadapter", "a reference face")):
-                if toggle in advanced:
-                    image = advanced[toggle].get("image")
-                    if not image or not Path(image).is_file():
-                        raise GenerationFailed(f"{toggle.capitalize()} needs {what}; choose one next to the toggle.")
-                    uploads[toggle] = client.upload_image(Path(image))
-            effective = GenerationRequest.from_dict({**request.to_dict(), "advanced": advanced,
-                                                     "base_model_name": request.base_model_name
-                                                     if request.base_model_name != "auto" else choice.name})
-            log.info("comfyui_generation", url=url, models=choice.__dict__, loras=len(request.loras),
-                     toggles=sorted(advanced))
+            plan = self._plan(client, request)
+            log.info("comfyui_generation", url=url, models=plan.choice.__dict__, loras=len(request.loras),
+                     toggles=sorted(plan.request.advanced))
             connection = client.connect()
             try:
                 for index in range(request.batch_count):
                     if should_stop():
                         return "cancelled"
-                    workflow = build_workflow(effective, choice, index=index, uploads=uploads,
-                                              model_only_loras=model_only)
-                    state = self._one_image(client, connection, effective, workflow, choice, index, emit,
+                    workflow = build_workflow(plan.request, plan.choice, index=index, uploads=plan.uploads,
+                                              model_only_loras=plan.model_only)
+                    state = self._one_image(client, connection, plan.request, workflow, plan.choice, index, emit,
                                             should_stop, __version__)
                     if state != "succeeded":
                         return state
@@ -162,6 +148,37 @@ class ComfyUIEngine:
         except ComfyUIError as exc:
             raise GenerationFailed(str(exc)) from exc
         return "succeeded"
+
+    def _plan(self, client, request: GenerationRequest) -> RunPlan:
+        """Everything checked before anything is submitted: base model files, LoRAs, toggles, uploaded images."""
+        models = list_models(client)
+        choice = choose_models(models, request.base_model)
+        if isinstance(choice, str):
+            raise GenerationFailed(choice)
+        for lora in request.loras:
+            if Path(lora.path).name not in models["loras"]:
+                raise GenerationFailed(f"ComfyUI does not list the LoRA {Path(lora.path).name}; it should be in "
+                                       "the volume's models/loras folder — train the character again.")
+        advanced = dict(request.advanced)
+        if advanced:
+            readiness = toggle_readiness(client.object_info(), models)
+            for toggle in advanced:
+                state = readiness.get(toggle, Availability(False, f"{toggle} is unknown."))
+                if not state.available:
+                    raise GenerationFailed(state.reason)
+                advanced[toggle] = default_toggle_options(toggle, models) | advanced[toggle]
+        uploads = {}
+        for toggle, what in (("controlnet", "a control image"), ("ipadapter", "a reference face")):
+            if toggle in advanced:
+                image = advanced[toggle].get("image")
+                if not image or not Path(image).is_file():
+                    raise GenerationFailed(f"{toggle.capitalize()} needs {what}; choose one next to the toggle.")
+                uploads[toggle] = client.upload_image(Path(image))
+        name = request.base_model_name if request.base_model_name != "auto" else choice.name
+        effective = GenerationRequest.from_dict({**request.to_dict(), "advanced": advanced, "base_model_name": name})
+        model_only = frozenset(Path(lora.path).name for lora in request.loras
+                               if not touches_text_encoders(Path(lora.path)))
+        return RunPlan(effective, choice, uploads, model_only)
 
     def _one_image(self, client, connection, request: GenerationRequest, workflow: dict, choice, index: int,
                    emit: Emit, should_stop: ShouldStop, version: str) -> str:

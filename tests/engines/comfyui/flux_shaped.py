@@ -56,32 +56,40 @@ def build(checkout: Path, folder: Path) -> None:
     import comfy.options
 
     comfy.options.enable_args_parsing()
-    import torch
-    from safetensors.torch import save_file
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     import comfy.ops
+    import torch
     from comfy.ldm.flux.model import Flux
     from comfy.ldm.modules.diffusionmodules.model import Decoder, Encoder
     from comfy.text_encoders.t5 import T5
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     ops = comfy.ops.disable_weight_init
-    flux = Flux(in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096, hidden_size=3072,
-                mlp_ratio=4.0, num_heads=24, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56], theta=10000,
-                patch_size=2, qkv_bias=True, guidance_embed=True, device="meta", operations=ops)
-    save_file(_random(flux, torch.bfloat16), str(folder / FILES["diffusion_models"]))
-    del flux
 
-    config = json.loads((checkout / "comfy" / "text_encoders" / "t5_config_xxl.json").read_text())
-    t5 = T5(config, dtype=torch.float32, device="meta", operations=ops)
-    save_file(_random(t5, torch.float8_e4m3fn, scale=0.05), str(folder / FILES["text_encoders_t5"]))
-    del t5
+    def missing(role: str) -> bool:  # a file already built is kept (T5 alone takes minutes)
+        return not (folder / FILES[role]).is_file()
+
+    flux = None
+    if missing("diffusion_models"):
+        flux = Flux(in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096, hidden_size=3072,
+                    mlp_ratio=4.0, num_heads=24, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56], theta=10000,
+                    patch_size=2, qkv_bias=True, guidance_embed=True, device="meta", operations=ops)
+    if flux is not None:
+        save_file(_random(flux, torch.bfloat16), str(folder / FILES["diffusion_models"]))
+        del flux
+    if missing("text_encoders_t5"):
+        config = json.loads((checkout / "comfy" / "text_encoders" / "t5_config_xxl.json").read_text())
+        t5 = T5(config, dtype=torch.float32, device="meta", operations=ops)
+        save_file(_random(t5, torch.float8_e4m3fn, scale=0.05), str(folder / FILES["text_encoders_t5"]))
+        del t5
 
     clip = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
                                         num_hidden_layers=12, max_position_embeddings=77, vocab_size=49408,
                                         projection_dim=768, hidden_act="quick_gelu"))
-    save_file({k: v.to(torch.float16).contiguous() for k, v in clip.state_dict().items()},
-              str(folder / FILES["text_encoders_clip"]))
+    # ComfyUI routes a text encoder file by its keys: CLIP-L's start with "text_model." (recent transformers
+    # releases leave that prefix out of CLIPTextModel's state dict).
+    save_file({(k if k.startswith("text_model.") else f"text_model.{k}"): v.to(torch.float16).contiguous()
+               for k, v in clip.state_dict().items()}, str(folder / FILES["text_encoders_clip"]))
 
     ddconfig = {"double_z": True, "z_channels": 16, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
                 "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
