@@ -35,21 +35,6 @@ def ensure_flux_shaped(folder: Path, checkout: Path, python: Path) -> dict[str, 
     return paths
 
 
-def _random(module, dtype, scale: float = 0.02) -> dict:
-    """Random values for every tensor of a module built on the meta device; norms get ones."""
-    import torch
-
-    out = {}
-    generator = torch.Generator().manual_seed(0)
-    for key, value in module.state_dict().items():
-        if value.dim() <= 1:
-            tensor = torch.ones(value.shape) if ("norm" in key or "scale" in key) else torch.zeros(value.shape)
-        else:
-            tensor = torch.randn(value.shape, generator=generator) * scale
-        out[key] = tensor.to(dtype).contiguous()
-    return out
-
-
 def build(checkout: Path, folder: Path) -> None:
     sys.path.insert(0, str(checkout))
     sys.argv = [sys.argv[0], "--cpu"]
@@ -61,6 +46,7 @@ def build(checkout: Path, folder: Path) -> None:
     from comfy.ldm.flux.model import Flux
     from comfy.ldm.modules.diffusionmodules.model import Decoder, Encoder
     from comfy.text_encoders.t5 import T5
+    from random_weights import random_state  # beside this file: the script's folder is on sys.path
     from safetensors.torch import save_file
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -75,12 +61,12 @@ def build(checkout: Path, folder: Path) -> None:
                     mlp_ratio=4.0, num_heads=24, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56], theta=10000,
                     patch_size=2, qkv_bias=True, guidance_embed=True, device="meta", operations=ops)
     if flux is not None:
-        save_file(_random(flux, torch.bfloat16), str(folder / FILES["diffusion_models"]))
+        save_file(random_state(flux, torch.bfloat16), str(folder / FILES["diffusion_models"]))
         del flux
     if missing("text_encoders_t5"):
         config = json.loads((checkout / "comfy" / "text_encoders" / "t5_config_xxl.json").read_text())
         t5 = T5(config, dtype=torch.float32, device="meta", operations=ops)
-        save_file(_random(t5, torch.float8_e4m3fn, scale=0.05), str(folder / FILES["text_encoders_t5"]))
+        save_file(random_state(t5, torch.float8_e4m3fn, scale=0.05), str(folder / FILES["text_encoders_t5"]))
         del t5
 
     clip = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
@@ -93,9 +79,9 @@ def build(checkout: Path, folder: Path) -> None:
 
     ddconfig = {"double_z": True, "z_channels": 16, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
                 "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
-    vae = {f"encoder.{k}": v for k, v in Encoder(**ddconfig).state_dict().items()}
-    vae |= {f"decoder.{k}": v for k, v in Decoder(**ddconfig).state_dict().items()}
-    save_file({k: v.to(torch.float16).contiguous() for k, v in vae.items()}, str(folder / FILES["vae"]))
+    vae = {f"encoder.{k}": v for k, v in random_state(Encoder(**ddconfig), torch.float16, 0.02, seed=2).items()}
+    vae |= {f"decoder.{k}": v for k, v in random_state(Decoder(**ddconfig), torch.float16, 0.02, seed=3).items()}
+    save_file(vae, str(folder / FILES["vae"]))
 
     generator = torch.Generator().manual_seed(1)
     lora = {}

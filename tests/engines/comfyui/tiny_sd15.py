@@ -39,6 +39,7 @@ def build(checkout: Path, out: Path) -> None:
     import torch
     from comfy.ldm.models.autoencoder import AutoencoderKL
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+    from random_weights import random_state  # beside this file: the script's folder is on sys.path
     from safetensors.torch import save_file
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -54,12 +55,10 @@ def build(checkout: Path, out: Path) -> None:
                                         num_hidden_layers=12, max_position_embeddings=77, vocab_size=49408,
                                         projection_dim=768, hidden_act="quick_gelu"))
     tensors = {}
-    for prefix, module in (("model.diffusion_model.", unet), ("first_stage_model.", vae),
-                           ("cond_stage_model.transformer.", clip)):
-        for key, value in module.state_dict().items():
-            if value.is_floating_point():
-                value = value * 0.2 if value.dim() > 1 else value  # keep random activations tame
-            tensors[prefix + key] = value.contiguous().to(torch.float16 if value.is_floating_point() else value.dtype)
+    for number, (prefix, module) in enumerate((("model.diffusion_model.", unet), ("first_stage_model.", vae))):
+        tensors |= {prefix + k: v for k, v in random_state(module, torch.float16, 0.02, seed=number).items()}
+    for key, value in clip.state_dict().items():  # transformers initialises its own weights
+        tensors["cond_stage_model.transformer." + key] = value.to(torch.float16).contiguous()
     save_file(tensors, str(out))
 
 
