@@ -388,10 +388,15 @@ class ComfyUISupervisor:
                 self._write_state({"state": "failed", "detail": self._status.detail, "pid": None})
                 self._stopping.set()
                 self._terminate(proc, 10.0)
+                reader.join(timeout=5)
+                if proc.stdout is not None:
+                    proc.stdout.close()
                 return "failed"
             time.sleep(POLL_S if not ready else 1.0)
         code = proc.wait()
         reader.join(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
         if self._stopping.is_set():
             return "stopped"
         log.warning("comfyui_exited", pid=proc.pid, returncode=code, was_ready=ready,
