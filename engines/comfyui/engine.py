@@ -58,8 +58,8 @@ def _volume_root() -> Path | None:
 TEXT_ENCODER_KEYS = ("lora_te", "text_encoder", "te1.", "te2.", "lora_clip")
 
 
-def touches_text_encoders(path: Path) -> bool:
-    """Whether a LoRA file has text-encoder weights, read from its safetensors header (no tensors loaded)."""
+def lora_header(path: Path) -> dict | None:
+    """A safetensors file's header (tensor names and ``__metadata__``), read without loading any tensor."""
     import json
     import struct
 
@@ -68,8 +68,25 @@ def touches_text_encoders(path: Path) -> bool:
             (length,) = struct.unpack("<Q", handle.read(8))
             header = json.loads(handle.read(min(length, 64 * 1024 * 1024)))
     except (OSError, ValueError, struct.error):
-        return True  # unknown: let ComfyUI patch both, as its own LoRA loader does
-    return any(marker in key for key in header for marker in TEXT_ENCODER_KEYS)
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def touches_text_encoders(path: Path) -> bool:
+    """Whether a LoRA file has text-encoder weights (unknown counts as yes: ComfyUI's loader then decides)."""
+    header = lora_header(path)
+    return header is None or any(marker in key for key in header for marker in TEXT_ENCODER_KEYS)
+
+
+def trained_for_flux(path: Path) -> bool | None:
+    """Whether a LoRA says it was trained on FLUX (the app's metadata, or FLUX-only key names); None: cannot tell."""
+    header = lora_header(path) or {}
+    base = str((header.get("__metadata__") or {}).get("isengard.base_model", "")).lower()
+    if base:
+        return "flux" in base
+    if any(key.startswith(("transformer.transformer_blocks.", "lora_unet_double_blocks_")) for key in header):
+        return True
+    return None
 
 
 def list_models(client) -> dict[str, list[str]]:
@@ -159,6 +176,10 @@ class ComfyUIEngine:
             if Path(lora.path).name not in models["loras"]:
                 raise GenerationFailed(f"ComfyUI does not list the LoRA {Path(lora.path).name}; it should be in "
                                        "the volume's models/loras folder — train the character again.")
+            if choice.resolved_family != "flux" and trained_for_flux(Path(lora.path)):
+                raise GenerationFailed(f"{lora.name or Path(lora.path).stem}'s LoRA was trained on FLUX, but ComfyUI's "
+                                       f"base model is {choice.name}, which is not FLUX; add FLUX.1-dev's files to "
+                                       "the volume's models folders, or generate without the LoRA.")
         advanced = dict(request.advanced)
         if advanced:
             readiness = toggle_readiness(client.object_info(), models)

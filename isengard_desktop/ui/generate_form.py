@@ -48,8 +48,13 @@ class LoraRow(QWidget):
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         self.combo = QComboBox()
+        # A long label (character, date, engine) must not widen the form past its panel.
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(18)
         for option in options:
             self.combo.addItem(option.label, option)
+            self.combo.setItemData(self.combo.count() - 1, f"{option.path.name}\nbase model: {option.base_model}",
+                                   Qt.ItemDataRole.ToolTipRole)
         self.strength = QDoubleSpinBox()
         self.strength.setRange(-2.0, 2.0)
         self.strength.setSingleStep(0.05)

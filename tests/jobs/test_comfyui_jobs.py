@@ -75,6 +75,19 @@ def test_a_missing_lora_is_refused_before_anything_runs(comfy_ctx: AppContext, t
     assert final.state == "failed" and "does not list the LoRA not-in-the-volume.safetensors" in final.error
 
 
+def test_a_flux_lora_on_a_non_flux_base_is_refused_with_the_reason(comfy_ctx: AppContext) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    ctx = comfy_ctx
+    path = ctx.volume.loras_dir / "ada-flux.safetensors"
+    save_file({"transformer.transformer_blocks.0.attn.to_q.lora_A.weight": torch.zeros(2, 8)}, str(path),
+              metadata={"isengard.base_model": "tiny-flux (fast-test)"})
+    option = generation.LoraOption(1, 1, "Ada", path, "tiny-flux", "diffusers", 4, "")
+    final = ctx.jobs.wait(_submit(ctx, loras=[(option, 1.0)]).id, timeout=60)
+    assert final.state == "failed" and "Ada's LoRA was trained on FLUX" in final.error
+
+
 def test_a_lora_dropped_into_the_volume_is_listed_by_comfyui_at_once(comfy_ctx: AppContext) -> None:
     from engines.comfyui.client import ComfyUIClient
 

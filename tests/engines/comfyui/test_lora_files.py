@@ -23,3 +23,18 @@ def test_transformer_only_and_text_encoder_loras_are_told_apart(tmp_path: Path) 
     assert not touches_text_encoders(flux)
     assert touches_text_encoders(kohya)
     assert touches_text_encoders(broken)  # unknown: ComfyUI's own loader decides, as without the app
+
+
+def test_a_flux_lora_is_recognised_by_its_metadata_or_keys(tmp_path: Path) -> None:
+    from engines.comfyui.engine import trained_for_flux
+
+    ours = tmp_path / "ours.safetensors"
+    save_file({"x.lora_A.weight": torch.zeros(1, 1)}, str(ours), metadata={"isengard.base_model": "FLUX.1-dev"})
+    sdxl = tmp_path / "sdxl.safetensors"
+    save_file({"x.lora_A.weight": torch.zeros(1, 1)}, str(sdxl), metadata={"isengard.base_model": "SDXL"})
+    kohya_flux = tmp_path / "kohya.safetensors"
+    save_file({"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": torch.zeros(1, 1)}, str(kohya_flux))
+    unknown = tmp_path / "unknown.safetensors"
+    save_file({"lora_unet_down_blocks_0.lora_down.weight": torch.zeros(1, 1)}, str(unknown))
+    assert trained_for_flux(ours) is True and trained_for_flux(kohya_flux) is True
+    assert trained_for_flux(sdxl) is False and trained_for_flux(unknown) is None
