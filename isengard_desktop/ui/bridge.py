@@ -73,9 +73,25 @@ class _Relay(QObject):
     methods instead: Qt then queues each call to the GUI thread.
     """
 
-    def __init__(self, parent: QObject, on_progress, on_done, on_error) -> None:
+    def __init__(self, parent: QObject, on_progress, on_done, on_error, tasks: list) -> None:
         super().__init__(parent)
         self._on_progress, self._on_done, self._on_error = on_progress, on_done, on_error
+        self._tasks = tasks
+        self.task: Task | None = None
+
+    @Slot()
+    def cleanup(self) -> None:
+        """On the GUI thread, once the task's thread has finished: drop the last references to it.
+
+        (A lambda connected to QThread.finished would run on the finishing thread itself, and dropping
+        the QThread's last Python reference there crashed the app now and then.)
+        """
+        task, self.task = self.task, None
+        if task is not None:
+            task.wait(5000)
+            if task in self._tasks:
+                self._tasks.remove(task)
+        self.deleteLater()
 
     @Slot(object)
     def progress(self, value) -> None:
@@ -96,15 +112,14 @@ class _Relay(QObject):
 def run_in_background(parent: QObject, fn, on_progress=None, on_done=None, on_error=None) -> Task:
     """Run ``fn(progress, cancelled)`` on a worker thread; the callbacks run on the GUI thread."""
     task = Task(fn)
-    relay = _Relay(parent, on_progress, on_done, on_error)
+    tasks = parent.__dict__.setdefault("_isengard_tasks", [])
+    tasks.append(task)  # keep it alive until its thread ends
+    relay = _Relay(parent, on_progress, on_done, on_error, tasks)
+    relay.task = task
     task.progress.connect(relay.progress)
     task.finished.connect(relay.done)
     task.failed.connect(relay.error)
-    tasks = parent.__dict__.setdefault("_isengard_tasks", [])
-    tasks.append(task)  # keep it alive until its thread ends
-
-    task._thread.finished.connect(relay.deleteLater)
-    task._thread.finished.connect(lambda: tasks.remove(task) if task in tasks else None)
+    task._thread.finished.connect(relay.cleanup)  # queued to the GUI thread: the relay lives there
     task.start()
     return task
 

@@ -74,7 +74,8 @@ class GenerateTab(QWidget):
         left = QScrollArea()
         left.setWidgetResizable(True)
         left.setWidget(left_content)
-        left.setMinimumWidth(460)
+        left.setMinimumWidth(520)
+        left.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # the form fits; only scroll down
 
         right = QWidget()
         gallery_box = QVBoxLayout(right)
@@ -99,7 +100,7 @@ class GenerateTab(QWidget):
         splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([480, 760])
+        splitter.setSizes([540, 700])
         outer.addWidget(splitter, 1)
 
         self.generate_button.clicked.connect(self.generate)
