@@ -44,6 +44,9 @@ def _add(archive: zipfile.ZipFile, path: Path, name: str) -> None:
         archive.write(path, name)
 
 
+COMFYUI_LOG_TAIL = 2 * 1024 * 1024
+
+
 def build_debug_bundle(volume: Volume, job_folder: Path | None, mode: str, target: Path) -> Path:
     """Write the zip to ``target`` (atomically: a temporary name, then renamed) and return it."""
     tmp = target.with_suffix(".zip.partial")
@@ -55,5 +58,11 @@ def build_debug_bundle(volume: Volume, job_folder: Path | None, mode: str, targe
                     _add(archive, path, f"job/{path.relative_to(job_folder)}")
         for path in sorted(volume.logs_dir.glob("*.jsonl"))[-3:]:
             _add(archive, path, f"logs/{path.name}")
+        comfyui_log = volume.logs_dir / "comfyui.log"
+        if comfyui_log.is_file():  # ComfyUI's own output: its last part is what explains a failed generation
+            with open(comfyui_log, "rb") as handle:
+                handle.seek(max(0, comfyui_log.stat().st_size - COMFYUI_LOG_TAIL))
+                tail = handle.read().decode("utf-8", "replace")
+            archive.writestr("logs/comfyui.log", redact_text(tail))
     tmp.replace(target)
     return target

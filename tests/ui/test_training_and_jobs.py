@@ -78,6 +78,8 @@ def test_debug_bundle_has_the_job_log_and_no_secret(qtbot, window, ctx, photos: 
     job_log = ctx.jobs.job_dir(ctx.jobs.get(job_id)) / protocol.LOG_FILE
     with open(job_log, "a", encoding="utf-8") as handle:
         handle.write('{"event": "oops", "detail": "token hf_abcdefghijklmnopqrstuvwxyz leaked"}\n')
+    comfyui_log = ctx.volume.logs_dir / "comfyui.log"
+    comfyui_log.write_text("x" * 3_000_000 + "\nFailed to load hf_abcdefghijklmnopqrstuvwxyz.safetensors\n")
     window.jobs.reload()
     window.jobs.table.selectRow(0)
     bundle = window.jobs.export_bundle(tmp_path / "bundle.zip")
@@ -86,4 +88,6 @@ def test_debug_bundle_has_the_job_log_and_no_secret(qtbot, window, ctx, photos: 
         assert "environment.json" in names and "job/job.log" in names
         assert not any(name.endswith((".pt", ".safetensors")) for name in names)
         content = archive.read("job/job.log").decode()
+        comfyui = archive.read("logs/comfyui.log").decode()
+    assert len(comfyui) < 2_200_000 and comfyui.rstrip().endswith("[redacted].safetensors")
     assert "hf_abcdefghijklmnopqrstuvwxyz" not in content and "[redacted]" in content
