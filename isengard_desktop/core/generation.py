@@ -8,6 +8,7 @@ runs, and the gallery of past generations.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ def build_request(
     mode: str,
     engine: str,
     prompt: str,
-    loras: list[tuple[LoraOption, float]] = (),  # type: ignore[assignment]
+    loras: Sequence[tuple[LoraOption, float]] = (),
     *,
     aspect: str = "1:1",
     steps: int | None = None,
