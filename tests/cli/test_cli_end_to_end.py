@@ -126,3 +126,16 @@ def test_engines_status_against_the_pins(tmp_path: Path, monkeypatch: pytest.Mon
     aitk = report["aitoolkit"]
     assert aitk["installed"] and not aitk["matches_pin"] and not aitk["environment_ok"]
     assert "0123abcd" in aitk["detail"] and "cannot import torch" in aitk["detail"]
+
+
+def test_generate_prints_the_saved_images_and_refuses_an_unknown_lora(tmp_path: Path) -> None:
+    volume = tmp_path / "vol"
+    out = json.loads(isengard(volume, "generate", "--prompt", "a photo of a lighthouse", "--engine", "diffusers",
+                              "--seed", "3", "--steps", "2", "--batch", "2", "--aspect", "16:9", "--json").stdout)
+    assert out["state"] == "succeeded" and out["seed"] == 3 and len(out["images"]) == 2
+    assert all(Path(path).is_file() and Path(path).parent.parent == volume / "outputs" for path in out["images"])
+    plain = isengard(volume, "generate", "--prompt", "a photo", "--engine", "diffusers", "--steps", "1")
+    assert plain.stdout.strip().endswith(".png")  # without --json: one saved path per line
+    refused = isengard(volume, "generate", "--prompt", "a photo", "--lora", "Nobody:0.8", "--engine", "diffusers",
+                       check=False)
+    assert refused.returncode == 1 and "'Nobody' has no trained LoRA" in refused.stderr

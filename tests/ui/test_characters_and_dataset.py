@@ -132,3 +132,18 @@ def test_settings_shows_engine_states(qtbot, window, monkeypatch):
     assert "isengard engines install aitoolkit" in dialog.engine_labels["aitoolkit"].text()
     assert "isengard engines install comfyui" in dialog.engine_labels["comfyui"].text()
     dialog.accept()
+
+
+def test_settings_adds_and_removes_an_extra_models_folder(qtbot, window, ctx, tmp_path):
+    from isengard_desktop.storage import settings as settings_store
+
+    folder = tmp_path / "ComfyUI" / "models"
+    folder.mkdir(parents=True)
+    dialog = window.open_settings()
+    dialog.add_model_dir(str(folder))
+    assert settings_store.load(ctx.volume.settings_path).extra_model_dirs == [str(folder)]
+    assert dialog.model_dirs.item(0).text() == str(folder)
+    dialog.model_dirs.setCurrentRow(0)
+    dialog.remove_model_dir()
+    assert settings_store.load(ctx.volume.settings_path).extra_model_dirs == []
+    dialog.accept()
