@@ -213,7 +213,7 @@ class JobManager:
             try:
                 worker, pid = self._dispatch(job)
             except OSError as exc:
-                self._running.pop(job.id)
+                self._running.pop(job.id, None)
                 self._gpu.release()
                 self._set_state(job.id, "failed", error=f"The worker process could not start ({exc}).")
                 return
@@ -248,15 +248,12 @@ class JobManager:
         return resident, resident.proc.pid
 
     def _close_resident(self, why: str) -> None:
+        """Let the idle serving worker exit (its GPU memory returns when it does); never blocks the caller."""
         resident, self._resident = self._resident, None
         if resident is not None and resident.alive():
             log.info("resident_worker_closed", reason=why, pid=resident.proc.pid if resident.proc else None)
             resident.close()
-            if resident.proc is not None:
-                try:
-                    resident.proc.wait(timeout=30)
-                except Exception:
-                    resident.kill()
+            threading.Thread(target=_reap, args=(resident,), name="close-resident", daemon=True).start()
 
     def _arm_idle_timer(self) -> None:
         if self._resident is None or self._closing:
@@ -423,6 +420,17 @@ class JobManager:
     def delete_folder(self, job_id: str) -> None:
         job = self.get(job_id)
         shutil.rmtree(self.job_dir(job), ignore_errors=True)
+
+
+def _reap(worker: WorkerProcess, timeout: float = 30.0) -> None:
+    """Wait for a closed serving worker to exit; end it if it does not."""
+    if worker.proc is None:
+        return
+    try:
+        worker.proc.wait(timeout=timeout)
+    except Exception:
+        log.warning("resident_worker_killed", pid=worker.proc.pid, timeout_s=timeout)
+        worker.kill()
 
 
 def _run_hook(hook: Callable[[], None]) -> None:

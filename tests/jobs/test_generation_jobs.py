@@ -136,3 +136,23 @@ def test_bad_requests_are_refused_with_the_reason(trained_ctx: AppContext) -> No
                                        advanced={"upscale": {"model": "x"}})
     job = ctx.jobs.wait(ctx.jobs.submit("generation", "diffusers", request.to_dict()).id, timeout=60)
     assert job.state == "failed" and "does not do upscale" in job.error
+
+
+def test_training_after_generation_gets_the_memory_back(trained_ctx: AppContext) -> None:
+    import psutil
+
+    ctx = trained_ctx
+    freed: list[bool] = []
+    ctx.jobs.before_training.append(lambda: freed.append(True))  # e.g. ComfyUI unloading its models
+    generated = _generate(ctx)
+    server = generated.result["worker_pid"]
+    assert psutil.pid_exists(server)  # idle, pipeline loaded, waiting for the next request
+    character = ctx.characters.resolve("Ada Lovelace")
+    spec, _check = build_spec(ctx.volume, ctx.dataset, character, ctx.mode, "quick",
+                              {"steps": 2, "save_every": 2, "sample_every": 100})
+    trained = ctx.jobs.wait(ctx.jobs.submit("training", "diffusers", spec.to_dict(), character.id).id, timeout=120)
+    assert trained.state == "succeeded", trained.error
+    assert freed == [True]
+    proc = psutil.Process(server) if psutil.pid_exists(server) else None
+    assert proc is None or proc.status() == psutil.STATUS_ZOMBIE  # the generation worker has ended
+    assert _generate(ctx).result["worker_pid"] != server  # the next generation starts a fresh one
