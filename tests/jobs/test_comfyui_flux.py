@@ -19,8 +19,10 @@ from isengard_desktop.core import generation
 LOCATED = locate() if os.environ.get("ISENGARD_COMFYUI_DIR") else "ISENGARD_COMFYUI_DIR is not set"
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(isinstance(LOCATED, str),
-                       reason=f"needs a real ComfyUI: set ISENGARD_COMFYUI_DIR and ISENGARD_COMFYUI_PYTHON ({LOCATED})"),
+    pytest.mark.skipif(
+        isinstance(LOCATED, str),
+        reason=f"needs a real ComfyUI: set ISENGARD_COMFYUI_DIR and ISENGARD_COMFYUI_PYTHON ({LOCATED})",
+    ),
 ]
 CACHE = Path(os.environ.get("ISENGARD_TEST_CACHE", Path.home() / ".cache" / "isengard-tests"))
 FOLDERS = {"diffusion_models": "diffusion_models", "text_encoders_clip": "text_encoders",
