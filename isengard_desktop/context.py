@@ -61,12 +61,16 @@ class AppContext:
         log.info("volume_opened", root=str(volume.root), mode=mode, schema=db.schema_version())
         return ctx
 
+    def extra_model_dirs(self) -> list[Path]:
+        """The model folders added in Settings (e.g. an existing ComfyUI models/ folder)."""
+        return [Path(p) for p in self.settings.extra_model_dirs]
+
     def service(self, engine: str) -> Any:
         """The long-running server ``engine`` needs (an EngineService), or None; made once per context."""
         if engine not in self.services:
             from engines import registry
 
-            service = registry.service(engine, self.volume.root, [Path(p) for p in self.settings.extra_model_dirs])
+            service = registry.service(engine, self.volume.root, self.extra_model_dirs())
             self.services[engine] = service
             if service is not None and hasattr(service, "free_memory"):
                 self.jobs.before_training.append(service.free_memory)
@@ -85,7 +89,7 @@ class AppContext:
         service = self.services.get(engine)
         if service is None:
             return
-        service.configure([Path(p) for p in self.settings.extra_model_dirs])
+        service.configure(self.extra_model_dirs())
 
         def restart() -> None:
             service.stop()

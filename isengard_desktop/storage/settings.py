@@ -26,6 +26,8 @@ class Settings:
     extra_model_dirs: list[str] = field(default_factory=list)
     default_training_engine: str = "aitoolkit"
     default_image_engine: str = "comfyui"
+    # The first-run page (engines, base model, token) has been finished or skipped; Settings brings it back.
+    first_run_done: bool = False
 
 
 # version -> function upgrading a dict from that version to the next one.

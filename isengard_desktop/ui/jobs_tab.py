@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from isengard_desktop.context import AppContext
+from isengard_desktop.core.units import transfer_text
 from isengard_desktop.errors import IsengardError
 from isengard_desktop.jobs import protocol
 from isengard_desktop.jobs.debug_bundle import build_debug_bundle
@@ -32,7 +33,18 @@ from isengard_desktop.ui.bridge import JobBridge
 from isengard_desktop.ui.widgets import button, label
 
 LEVELS = ["all", "debug", "info", "warning", "error"]
-COLUMNS = ["Job", "Kind", "Engine", "State", "Duration", "Created"]
+COLUMNS = ["Job", "Kind", "Engine", "State", "Progress", "Duration", "Created"]
+PROGRESS_COLUMN = COLUMNS.index("Progress")
+RESUMABLE_KINDS = ("training", "download")  # a download resumes from the bytes on disk
+
+
+def progress_text(kind: str, progress: dict) -> str:
+    """A job's newest progress as one short line (bytes for a download, steps otherwise)."""
+    if not progress or not progress.get("total"):
+        return ""
+    if progress.get("unit") == "bytes":
+        return transfer_text(progress)
+    return f"{progress.get('step', 0)} / {progress['total']}"
 
 
 def duration(job: JobRow) -> str:
@@ -101,6 +113,7 @@ class JobsTab(QWidget):
         self.resume_button.clicked.connect(lambda: self._act(self.ctx.jobs.resume))
         self.bundle_button.clicked.connect(lambda: self.export_bundle())
         bridge.state_changed.connect(lambda *_: self.reload())
+        bridge.event.connect(self._on_event)
         self.reload()
 
     def selected_job(self) -> JobRow | None:
@@ -114,13 +127,25 @@ class JobsTab(QWidget):
         jobs = self.ctx.jobs.list()
         self.table.setRowCount(len(jobs))
         for row, job in enumerate(jobs):
-            values = [job.id, job.kind, job.engine, job.state, duration(job), job.created_at[:19].replace("T", " ")]
+            values = [job.id, job.kind, job.engine, job.state, progress_text(job.kind, job.progress), duration(job),
+                      job.created_at[:19].replace("T", " ")]
             for column, value in enumerate(values):
                 self.table.setItem(row, column, QTableWidgetItem(value))
             if selected and job.id == selected.id:
                 self.table.selectRow(row)
         self.table.resizeColumnsToContents()
         self._update_buttons()
+
+    def _on_event(self, job_id: str, event: dict) -> None:
+        """Live progress in the Progress column (the database keeps the newest twice a second)."""
+        if event.get("event") != "progress":
+            return
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 0)
+            if item is not None and item.text() == job_id:
+                kind = self.table.item(row, 1).text()
+                self.table.setItem(row, PROGRESS_COLUMN, QTableWidgetItem(progress_text(kind, event)))
+                return
 
     def log_lines(self, job: JobRow) -> list[str]:
         path = self.ctx.jobs.job_dir(job) / protocol.LOG_FILE
@@ -157,7 +182,7 @@ class JobsTab(QWidget):
         job = self.selected_job()
         self.open_folder.setEnabled(job is not None)
         self.cancel_button.setEnabled(bool(job and job.state in ("queued", "running")))
-        self.resume_button.setEnabled(bool(job and job.kind == "training" and job.state in RESUMABLE_STATES))
+        self.resume_button.setEnabled(bool(job and job.kind in RESUMABLE_KINDS and job.state in RESUMABLE_STATES))
 
     def _act(self, action) -> None:
         job = self.selected_job()

@@ -1,10 +1,11 @@
-"""The main window: five tabs and a status bar with the mode, the GPU and each engine's state."""
+"""The main window: five tabs (or, on a volume not set up yet, the first-run page) and a status bar with the mode,
+the GPU and each engine's state."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QStackedWidget, QTabWidget
 
 from isengard_desktop import APP_NAME, __version__
 from isengard_desktop.context import AppContext
@@ -57,7 +58,14 @@ class MainWindow(QMainWindow):
         for widget, title in ((self.characters, "Characters"), (self.dataset, "Dataset"), (self.training, "Training"),
                               (self.generate, "Generate"), (self.jobs, "Jobs")):
             self.tabs.addTab(widget, title)
-        self.setCentralWidget(self.tabs)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.tabs)
+        self.setCentralWidget(self.stack)
+        self.first_run = None
+        from isengard_desktop.ui import first_run
+
+        if first_run.should_show(ctx):
+            self.show_first_run()
         self.characters.changed.connect(self.dataset.refresh)
         self.characters.changed.connect(self.training.refresh)
         self.dataset.changed.connect(self.characters.refresh)
@@ -75,6 +83,24 @@ class MainWindow(QMainWindow):
 
             preload()
             self._start_comfyui()
+
+    def show_first_run(self) -> None:
+        """Show the first-run page (at start on a volume not set up yet, or from Settings)."""
+        from isengard_desktop.ui.first_run import FirstRunPage
+
+        if self.first_run is None:
+            self.first_run = FirstRunPage(self.ctx, self.bridge)
+            self.first_run.finished.connect(self._first_run_finished)
+            self.stack.addWidget(self.first_run)
+        else:
+            self.first_run.refresh()
+        self.stack.setCurrentWidget(self.first_run)
+
+    def _first_run_finished(self, how: str) -> None:
+        self.stack.setCurrentWidget(self.tabs)
+        self.tabs.setCurrentWidget(self.characters)
+        self.training.refresh()
+        self.generate.refresh_engines()
 
     def _start_comfyui(self) -> None:
         """Start the embedded ComfyUI in the background when it is installed; the status bar follows it."""
@@ -113,7 +139,8 @@ class MainWindow(QMainWindow):
     def open_settings(self):
         from isengard_desktop.ui.settings_dialog import SettingsDialog
 
-        dialog = SettingsDialog(self.ctx, self)
+        dialog = SettingsDialog(self.ctx, self.bridge, self)
+        dialog.first_run_requested.connect(self.show_first_run)
         dialog.open()
         return dialog
 

@@ -1,11 +1,12 @@
-"""Settings: the volume folder, the mode, upstream engines (state, install / repair), extra model folders
-(e.g. an existing ComfyUI models/ folder), the Hugging Face token."""
+"""Settings: the volume folder, the mode, the Hugging Face token, the first-run page; upstream engines (state,
+install / repair) and extra model folders (e.g. an existing ComfyUI models/ folder); base models (download, state);
+the doctor (every check of the machine with its fix)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
@@ -15,35 +16,85 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QMessageBox,
-    QProgressDialog,
+    QScrollArea,
+    QTabWidget,
     QVBoxLayout,
+    QWidget,
 )
 
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.log import correlation
 from isengard_desktop.core.mode import describe_mode
 from isengard_desktop.errors import IsengardError
-from isengard_desktop.ui.bridge import run_in_background
+from isengard_desktop.ui.bridge import JobBridge, run_in_background
+from isengard_desktop.ui.engine_install import install_engine
+from isengard_desktop.ui.model_download import ModelDownloadPanel
 from isengard_desktop.ui.widgets import button, label
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, ctx: AppContext, parent=None) -> None:
-        super().__init__(parent)
-        self.ctx = ctx
-        self.setWindowTitle("Settings")
-        self.setMinimumWidth(640)
-        layout = QVBoxLayout(self)
+    """Four pages: General (volume, mode, token, first run), Engines (and extra model folders), Models, Doctor."""
 
+    first_run_requested = Signal()
+
+    def __init__(self, ctx: AppContext, bridge: JobBridge, parent=None) -> None:
+        super().__init__(parent)
+        self.ctx, self.bridge = ctx, bridge
+        self.setWindowTitle("Settings")
+        self.setMinimumSize(760, 560)
+        layout = QVBoxLayout(self)
+        self.pages = QTabWidget()
+        layout.addWidget(self.pages, 1)
+        self.pages.addTab(self._general_page(), "General")
+        self.pages.addTab(self._engines_page(), "Engines")
+        self.pages.addTab(self._models_page(), "Models")
+        self.doctor = None
+        self.pages.addTab(QWidget(), "Doctor")  # built when first shown: its checks start processes
+        self.pages.currentChanged.connect(self._page_shown)
+        close = button("Close")
+        close.clicked.connect(self.accept)
+        layout.addWidget(close, alignment=Qt.AlignmentFlag.AlignRight)
+        self.refresh()
+
+    # pages -------------------------------------------------------------------------------------------------
+    def _general_page(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
         volume = QGroupBox("Volume folder")
         box = QHBoxLayout(volume)
-        box.addWidget(label(str(ctx.volume.root)), 1)
+        box.addWidget(label(str(self.ctx.volume.root)), 1)
         change = button("Change…")
         change.clicked.connect(self.change_volume)
         box.addWidget(change)
         layout.addWidget(volume)
-        layout.addWidget(label(describe_mode(ctx.mode), "muted"))
+        layout.addWidget(label(describe_mode(self.ctx.mode), "muted"))
 
+        token = QGroupBox("Hugging Face token (for gated models such as FLUX.1-dev)")
+        form = QHBoxLayout(token)
+        self.token = QLineEdit()
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token_state = label("", "muted", wrap=False)
+        save = button("Save in keyring")
+        save.clicked.connect(self.save_token)
+        form.addWidget(self.token, 1)
+        form.addWidget(save)
+        form.addWidget(self.token_state)
+        layout.addWidget(token)
+
+        first_run = QGroupBox("Getting started")
+        row = QHBoxLayout(first_run)
+        row.addWidget(label("The first-run page: your GPU and what it can run, the engines and the base model.",
+                            "muted"), 1)
+        self.first_run_button = button("Show the first-run page")
+        self.first_run_button.clicked.connect(self._show_first_run)
+        row.addWidget(self.first_run_button)
+        layout.addWidget(first_run)
+        layout.addStretch(1)
+        return page
+
+    def _engines_page(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
         engines = QGroupBox("Engines")
         self.engine_rows = QFormLayout(engines)
         self.engine_labels: dict[str, object] = {}
@@ -64,40 +115,73 @@ class SettingsDialog(QDialog):
         models_box = QVBoxLayout(models)
         self.model_dirs = QListWidget()
         self.model_dirs.setMaximumHeight(80)
-        self.model_dirs.addItems(ctx.settings.extra_model_dirs)
+        self.model_dirs.addItems(self.ctx.settings.extra_model_dirs)
         models_box.addWidget(self.model_dirs)
         model_actions = QHBoxLayout()
         add_dir = button("Add folder…")
         add_dir.clicked.connect(self.add_model_dir)
         remove_dir = button("Remove")
         remove_dir.clicked.connect(self.remove_model_dir)
-        model_actions.addWidget(label("ComfyUI reads checkpoints, LoRAs, VAEs… from here too, without copying them.",
-                                      "muted"), 1)
+        model_actions.addWidget(label("ComfyUI reads checkpoints, LoRAs, VAEs… from here too, and the model manager "
+                                      "links base-model files found here instead of downloading them.", "muted"), 1)
         model_actions.addWidget(add_dir)
         model_actions.addWidget(remove_dir)
         models_box.addLayout(model_actions)
         layout.addWidget(models)
+        layout.addStretch(1)
+        return page
 
-        token = QGroupBox("Hugging Face token (for gated models such as FLUX.1-dev)")
-        form = QHBoxLayout(token)
-        self.token = QLineEdit()
-        self.token.setEchoMode(QLineEdit.EchoMode.Password)
-        self.token_state = label("", "muted", wrap=False)
-        save = button("Save in keyring")
-        save.clicked.connect(self.save_token)
-        form.addWidget(self.token, 1)
-        form.addWidget(save)
-        form.addWidget(self.token_state)
-        layout.addWidget(token)
-        layout.addWidget(label("Models: downloading base models from the app is not built yet. For training and the "
-                               "built-in generator put the FLUX.1-dev diffusers folder in "
-                               f"{ctx.volume.models_dir / 'FLUX.1-dev'}; for ComfyUI put flux1-dev.safetensors in "
-                               "models/diffusion_models, clip_l and t5xxl in models/text_encoders and ae.safetensors "
-                               "in models/vae (or add your ComfyUI models folder above).", "muted"))
-        close = button("Close")
-        close.clicked.connect(self.accept)
-        layout.addWidget(close, alignment=Qt.AlignmentFlag.AlignRight)
-        self.refresh()
+    def _models_page(self) -> QWidget:
+        from isengard_desktop.core.models import catalogue
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.addWidget(label("Base models from the catalogue, with the files each engine reads. Downloads run as "
+                               "jobs (see Jobs & logs), resume where they stopped and are checked against the "
+                               "hub's sha256.", "muted"))
+        self.model_panels = []
+        try:
+            models = catalogue.load()
+        except IsengardError as exc:
+            layout.addWidget(label(str(exc), "error"))
+            models = []
+        for model in models:
+            panel = ModelDownloadPanel(self.ctx, self.bridge, model)
+            self.model_panels.append(panel)
+            layout.addWidget(panel)
+        layout.addStretch(1)
+        scroll.setWidget(page)
+        return scroll
+
+    def _page_shown(self, index: int) -> None:
+        if self.pages.tabText(index) != "Doctor" or self.doctor is not None:
+            return
+        from isengard_desktop.ui.doctor_panel import DoctorPanel
+
+        self.doctor = DoctorPanel(self.ctx)
+        self.doctor.action_requested.connect(self._doctor_action)
+        self.pages.removeTab(index)
+        self.pages.insertTab(index, self.doctor, "Doctor")
+        self.pages.setCurrentIndex(index)
+
+    def _doctor_action(self, action: str) -> None:
+        """Buttons of the doctor's checks that need the rest of the app."""
+        kind, _, rest = action.partition(":")
+        if kind == "install_engine":
+            self.install(rest)
+        elif kind == "download_model":
+            self.pages.setCurrentIndex(2)
+        elif kind == "set_token":
+            self.pages.setCurrentIndex(0)
+            self.token.setFocus()
+        elif kind == "first_run":
+            self._show_first_run()
+
+    def _show_first_run(self) -> None:
+        self.first_run_requested.emit()
+        self.accept()
 
     def refresh(self) -> None:
         from isengard_desktop.core.engines_status import pins, status
@@ -159,30 +243,4 @@ class SettingsDialog(QDialog):
         self.refresh()
 
     def install(self, name: str) -> None:
-        from isengard_desktop.core.engines_install import install
-
-        dialog = QProgressDialog(f"Installing {name}…", "", 0, 6, self)
-        dialog.setCancelButton(None)  # a half-built environment is thrown away anyway; nothing to cancel into
-        dialog.setWindowModality(Qt.WindowModality.WindowModal)
-        dialog.show()
-
-        def on_progress(value) -> None:
-            done, total, what = value
-            dialog.setMaximum(total)
-            dialog.setValue(done)
-            dialog.setLabelText(what)
-
-        def on_done(record) -> None:
-            dialog.close()
-            QMessageBox.information(self, "Installed", f"{name} is installed at {record['commit'][:12]}.")
-            self.refresh()
-            self.ctx.restart_service(name)  # ComfyUI starts (again) from the new install
-
-        def on_error(exc) -> None:
-            dialog.close()
-            QMessageBox.warning(self, "Install failed", str(exc))
-
-        root = self.ctx.volume.root
-        with correlation("engine_install", engine=name):
-            run_in_background(self, lambda report, _c: install(name, root, None, lambda *a: report(a)),
-                              on_progress, on_done, on_error)
+        install_engine(self, self.ctx, name, on_finished=lambda _ok: self.refresh())

@@ -23,19 +23,13 @@ from isengard_desktop.context import AppContext
 from isengard_desktop.core.log import correlation
 from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.core.training import build_spec
+from isengard_desktop.core.units import human_duration
 from isengard_desktop.errors import IsengardError
 from isengard_desktop.storage.jobs_repo import RESUMABLE_STATES
 from isengard_desktop.ui.bridge import JobBridge
 from isengard_desktop.ui.loss_chart import LossChart
 from isengard_desktop.ui.training_form import TrainingForm
 from isengard_desktop.ui.widgets import Banner, button, label
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = int(seconds)
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m {seconds % 60:02d}s"
 
 
 def machine_text(event: dict) -> str:
@@ -257,7 +251,7 @@ class TrainingTab(QWidget):
             return
         loss = event.get("loss")
         self.stats.setText(f"step {event.get('step', 0)}/{event.get('total', '?')} · "
-                           f"{event.get('it_per_s', 0):.2f} it/s · ETA {_duration(event.get('eta_s'))}"
+                           f"{event.get('it_per_s', 0):.2f} it/s · ETA {human_duration(event.get('eta_s'))}"
                            + (f" · loss {loss:.4f}" if loss is not None else ""))
 
     def _add_sample(self, event: dict) -> None:

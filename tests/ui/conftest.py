@@ -34,6 +34,8 @@ def window(qtbot, ctx: AppContext, monkeypatch: pytest.MonkeyPatch):
     # The window starts ComfyUI when it is installed; these tests drive the built-in engine only
     # (tests/jobs/test_comfyui_jobs.py covers ComfyUI).
     monkeypatch.delenv("ISENGARD_COMFYUI_DIR", raising=False)
+    # These tests start where a person who finished the first-run page is (test_first_run.py covers the page).
+    ctx.settings.first_run_done = True
     win = MainWindow(ctx)
     qtbot.addWidget(win)
     win.show()
