@@ -1,13 +1,43 @@
-"""Start Isengard Desktop: no arguments opens the window; a subcommand runs the command-line interface."""
+"""Start Isengard Desktop: no arguments opens the window; a subcommand runs the command-line interface.
+
+In the installer bundle (PyInstaller, ``sys.frozen``) this is also the entry of every job worker
+(``isengard --run-worker isengard_desktop.jobs.worker JOB_DIR|--serve``, built by jobs/runner.py) and of the
+photo importer's multiprocessing children: there is no ``python -m`` inside a bundle.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+
+from isengard_desktop.jobs.protocol import FROZEN_WORKER_ARG
+
+
+def _frozen_setup() -> None:
+    """Make the bundled executable behave like the source checkout for the processes it starts.
+
+    PyInstaller's bootloader puts the bundle's own libraries first on LD_LIBRARY_PATH (keeping the original in
+    LD_LIBRARY_PATH_ORIG). This process has already loaded what it needs; left in place, the variable makes
+    programs we start (git, the system Python creating an engine's environment, the engines' own Pythons) load the
+    bundle's copies of libssl, libz, libstdc++... instead of their own. Our own children (workers) get it set again
+    by their bootloader.
+    """
+    for name in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH"):
+        original = os.environ.pop(f"{name}_ORIG", None)
+        if original is not None:
+            os.environ[name] = original
+        elif getattr(sys, "_MEIPASS", "\0") in os.environ.get(name, ""):
+            del os.environ[name]
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # the importer's spawn children re-enter here with --multiprocessing-fork
 
 
 def main(argv: list[str] | None = None) -> int:
+    if getattr(sys, "frozen", False):
+        _frozen_setup()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--run-worker"]:  # the installer bundle starts workers through the app binary
+    if argv[:1] == [FROZEN_WORKER_ARG]:  # isengard --run-worker MODULE ARG (the module is always the worker)
         from isengard_desktop.jobs import worker
 
         sys.argv = [sys.argv[0], *argv[2:]]

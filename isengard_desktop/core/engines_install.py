@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import structlog
 
+from isengard_desktop.core.engine_python import find_engine_python, venv_commands
 from isengard_desktop.core.engines_status import pins
 from isengard_desktop.core.mode import detect_gpu
 from isengard_desktop.errors import IsengardError
@@ -56,12 +56,12 @@ class InstallError(IsengardError):
     """An engine could not be installed; the previous install (if any) is untouched."""
 
 
-def _run(command: list[str], what: str, log_file: Path) -> None:
+def _run(command: list[str], what: str, log_file: Path, extra_env: dict[str, str] | None = None) -> None:
     with open(log_file, "a", encoding="utf-8") as handle:
         handle.write(f"$ {' '.join(command)}\n")
         handle.flush()
         result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                check=False)
+                                check=False, env={**os.environ, **extra_env} if extra_env else None)
     if result.returncode != 0:
         tail = log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-3:]
         raise InstallError(f"{what} failed (exit code {result.returncode}): {' / '.join(tail)[:400]}. "
@@ -128,7 +128,9 @@ def _requirement_lines(path: Path, skips: tuple[str, ...]) -> list[str]:
 
 
 def build_environment(name: str, src: Path, venv: Path, log_file: Path, progress: Progress) -> None:
-    _run([sys.executable, "-m", "venv", str(venv)], "Creating the engine's Python environment", log_file)
+    # The app's interpreter from source; a system Python from the bundle (core/engine_python.py).
+    for command, extra_env in venv_commands(venv):
+        _run(command, "Creating the engine's Python environment", log_file, extra_env)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     progress(2, 6, "Installing PyTorch (several GB; this takes a while)")
     # Where there is no NVIDIA GPU this still installs the same pinned torch; pip picks the build.
@@ -226,6 +228,7 @@ def install(name: str, volume_root: Path, source: Path | None = None, progress: 
     if name not in INSTALLABLE:
         raise InstallError(f"Installing {name} is not built yet; {', '.join(INSTALLABLE)} can be installed.")
     report = progress or (lambda done, total, what: None)
+    find_engine_python()  # before any work: say at once when no Python here can build the environment
     engines_dir = volume_root / "engines"
     engines_dir.mkdir(parents=True, exist_ok=True)
     final = engines_dir / name
