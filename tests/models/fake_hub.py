@@ -151,7 +151,7 @@ class FakeHub:
         class Handler(_Handler):
             fake_hub = hub
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-hub", daemon=True)
         self._thread.start()
@@ -176,6 +176,13 @@ class FakeHub:
                 return None
             self._cuts_left -= 1
             return self._cut_after
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        return  # a client dropping its connection (as cancelled downloads do) is not a failure of the hub
 
 
 class _Handler(BaseHTTPRequestHandler):
