@@ -50,6 +50,27 @@ INSTALLABLE = ("aitoolkit", "comfyui")
 NO_DEPS_PACKAGES = {"aitoolkit": ["torchaudio==2.11.0"]}
 REMOVE_PACKAGES = {"aitoolkit": ["triton"]}
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
+# Engines whose low-VRAM presets need bitsandbytes (8-bit AdamW, 8-bit frozen transformer; ERROR_LIST E1).
+BITSANDBYTES_ENGINES = ("aitoolkit",)
+
+
+def torch_install_args(name: str, gpus: list, system: str | None = None) -> list[list[str]]:
+    """The ``pip install`` arguments that put torch into engine ``name``'s environment, one list per pip run.
+
+    Without an NVIDIA GPU: the pinned torch as it always was (pip picks the build; here, from local disk). With
+    one: the exact CUDA build core/torch_builds.py chooses for the cards and driver, from the PyTorch index
+    for that build, then the pinned bitsandbytes where the engine's low-VRAM presets need it. Raises
+    TorchBuildError (what to update) when no build runs on this machine."""
+    if not gpus:
+        return [list(TORCH)]
+    from isengard_desktop.core.torch_builds import choose_build, rules
+
+    versions = dict(spec.split("==", 1) for spec in TORCH)
+    build = choose_build(gpus, versions["torch"], system)
+    commands = [[*(build.requirement(package, version) for package, version in versions.items()), *build.pip_args]]
+    if name in BITSANDBYTES_ENGINES:
+        commands.append([f"bitsandbytes=={rules()['bitsandbytes']['version']}"])
+    return commands
 
 
 class InstallError(IsengardError):
@@ -133,8 +154,10 @@ def build_environment(name: str, src: Path, venv: Path, log_file: Path, progress
         _run(command, "Creating the engine's Python environment", log_file, extra_env)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     progress(2, 6, "Installing PyTorch (several GB; this takes a while)")
-    # Where there is no NVIDIA GPU this still installs the same pinned torch; pip picks the build.
-    _run([*pip, *TORCH], "Installing PyTorch", log_file)
+    from isengard_desktop.core.mode import query_gpus
+
+    for args in torch_install_args(name, query_gpus()):
+        _run([*pip, *args], "Installing PyTorch", log_file)
     progress(3, 6, "Installing the engine's requirements")
     requirements = venv.parent / "requirements.isengard.txt"
     skips = REQUIREMENT_SKIPS.get(name, ())

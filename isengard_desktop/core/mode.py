@@ -59,6 +59,58 @@ def detect_gpu() -> GpuInfo:
     return GpuInfo(bool(names), names, "" if names else "nvidia-smi lists no GPU")
 
 
+QUERY = "name,driver_version,memory.total,memory.used,compute_cap"
+
+
+def query_gpus() -> list:
+    """Each NVIDIA GPU with its driver, memory and compute capability (a list of torch_builds.Gpu; empty without one).
+
+    Asked of ``nvidia-smi --query-gpu`` (about 50 ms, no CUDA context), else of NVML through nvidia-ml-py."""
+    from isengard_desktop.core.torch_builds import parse_nvidia_smi
+
+    smi = shutil.which("nvidia-smi")
+    if smi is not None:
+        try:
+            out = subprocess.run([smi, f"--query-gpu={QUERY}", "--format=csv,noheader,nounits"], capture_output=True,
+                                 text=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            out = None
+        if out is not None and out.returncode == 0:
+            gpus = parse_nvidia_smi(out.stdout)
+            if gpus:
+                return gpus
+    return _query_nvml()
+
+
+def _query_nvml() -> list:
+    from isengard_desktop.core.torch_builds import Gpu
+
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return []  # no driver: no GPU
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        driver = driver.decode() if isinstance(driver, bytes) else driver
+        gpus = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            name = pynvml.nvmlDeviceGetName(handle)
+            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            cc = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+            gpus.append(Gpu(name.decode() if isinstance(name, bytes) else name, driver,
+                            memory.total // 2**20, memory.used // 2**20, (int(cc[0]), int(cc[1]))))
+        return gpus
+    except pynvml.NVMLError:
+        return []
+    finally:
+        pynvml.nvmlShutdown()
+
+
 def resolve_mode() -> str:
     """``ISENGARD_MODE`` if set; otherwise production with a CUDA GPU, fast-test without."""
     value = os.environ.get("ISENGARD_MODE", "").strip().lower()

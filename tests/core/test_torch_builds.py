@@ -120,3 +120,27 @@ def test_supports_reads_torch_arch_lists() -> None:
     assert supports(ada, None, [], "linux") == (False, "this torch is a CPU-only build")
     # PTX of an older architecture is compiled by the driver for a newer card.
     assert supports(Gpu("future", "700.1", 1, 0, (13, 0)), "13.0", cu130, "linux")[0]
+
+
+# The pip command lines an engine's environment is built with (core/engines_install.py).
+def test_engine_pip_commands_per_card() -> None:
+    from isengard_desktop.core.engines_install import TORCH, torch_install_args
+
+    assert torch_install_args("aitoolkit", []) == [TORCH]  # no GPU: as before, the pinned torch from local disk
+    assert torch_install_args("comfyui", recorded("rtx5090"), "linux") == [
+        ["torch==2.14.1+cu130", "torchvision==0.29.1+cu130", "--index-url", "https://download.pytorch.org/whl/cu130"]]
+    assert torch_install_args("aitoolkit", recorded("gtx1080ti"), "linux") == [
+        ["torch==2.14.1+cu126", "torchvision==0.29.1+cu126", "--index-url", "https://download.pytorch.org/whl/cu126"],
+        ["bitsandbytes==0.50.2"]]
+    assert torch_install_args("aitoolkit", recorded("rtx3090"), "linux")[0][:2] == [
+        "torch==2.14.1+cu132", "torchvision==0.29.1+cu132"]
+    with pytest.raises(TorchBuildError, match="560.28.03"):
+        torch_install_args("comfyui", recorded("rtx3090_old_driver"), "linux")
+
+
+def test_bitsandbytes_pin_carries_every_cuda_runtime_the_rule_can_choose() -> None:
+    from isengard_desktop.core.torch_builds import rules
+
+    data = rules()
+    chosen = {b["cuda"] for r in data["torch"]["releases"].values() for b in r["builds"].values()}
+    assert chosen <= set(data["bitsandbytes"]["cuda"])
