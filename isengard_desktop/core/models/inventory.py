@@ -1,0 +1,310 @@
+"""What the volume holds of each catalogue model, per engine: missing, partial, present or verified, and where.
+
+``status`` is cheap (stat calls, one HF cache scan, no hashing); ``verify`` hashes what is in place and records
+the result in the ledger (models/.verified.json), so a file is hashed again only after it changed. ``remove``
+deletes a model's files except those another engine or model still reads. Planning a download lives in
+``planning`` (re-exported here as the contract names it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from isengard_desktop.core.models import catalogue
+from isengard_desktop.core.models.catalogue import CatalogueModel, HubFile, Placement
+from isengard_desktop.core.models.reuse import Candidate, ReuseIndex, file_size, size_ok
+from isengard_desktop.storage.volume import Volume
+
+log = structlog.get_logger(__name__)
+
+STATES = ("missing", "partial", "present", "verified")
+
+
+@dataclass
+class FileStatus:
+    placement: Placement
+    state: str  # "missing" | "partial" | "present" | "verified"
+    where: Path | None
+    partial_bytes: int = 0
+    source: str = ""  # "volume" | "hf_cache" | "extra_dir" | ""
+    file: HubFile | None = None  # which accepted file is there (the placement's own or an alternative)
+    in_place: bool = False  # the engine reads it where it is (no link needed)
+    checkable: bool = True  # a sha256 is known to check it against (not for small non-LFS files)
+    problem: str = ""  # set by verify: the file is there but its sha256 is not the published one
+
+    def to_json(self) -> dict[str, Any]:
+        file = self.placement.file
+        return {"id": file.id, "repo": file.repo, "path": file.path, "dest": self.placement.dest,
+                "size": file.size, "sha256": file.sha256, "state": self.state,
+                "where": str(self.where) if self.where else None, "source": self.source,
+                "partial_bytes": self.partial_bytes, "holds": self.file.id if self.file else None,
+                "in_place": self.in_place, "checkable": self.checkable, "problem": self.problem or None}
+
+
+@dataclass
+class EngineModelStatus:
+    engine: str
+    state: str  # all verified -> verified; all there -> present; nothing -> missing; otherwise partial
+    files: list[FileStatus]
+    missing_bytes: int
+    total_bytes: int
+    variant: str | None = None
+    ready: bool = False  # every file is where the engine reads it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"engine": self.engine, "state": self.state, "ready": self.ready, "variant": self.variant,
+                "missing_bytes": self.missing_bytes, "total_bytes": self.total_bytes,
+                "files": [f.to_json() for f in self.files]}
+
+
+@dataclass
+class ModelStatus:
+    model: CatalogueModel
+    engines: dict[str, EngineModelStatus] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        m = self.model
+        return {"id": m.id, "title": m.title, "family": m.family, "repo": m.repo, "gated": m.gated,
+                "licence_url": m.licence_url, "description": m.description,
+                "engines": {name: status.to_json() for name, status in self.engines.items()}}
+
+
+def partial_path(dest: Path) -> Path:
+    try:
+        from isengard_desktop.core.models.hub import partial_path as hub_partial
+    except ImportError:  # the downloader's naming, kept in one place once it is there
+        return dest.with_name(dest.name + ".partial")
+    return hub_partial(dest)
+
+
+def _ledger_sha(models_dir: Path, path: Path) -> str | None:
+    from isengard_desktop.core.models import ledger
+
+    try:
+        return ledger.verified_sha256(models_dir, path)
+    except (ValueError, OSError):
+        return None
+
+
+def expected_sha256(placement: Placement) -> set[str]:
+    return {f.sha256 for f in placement.accepts() if f.sha256}
+
+
+def _held(placement: Placement, size: int | None) -> HubFile | None:
+    """Which accepted file a file of this size is (the first whose size matches)."""
+    for file in placement.accepts():
+        if size_ok(file, size):
+            return file
+    return None
+
+
+def is_verified(models_dir: Path, path: Path, file: HubFile) -> bool:
+    recorded = _ledger_sha(models_dir, path)
+    if recorded is None:
+        return False
+    return file.sha256 is None or recorded == file.sha256
+
+
+def file_status(models_dir: Path, placement: Placement, index: ReuseIndex) -> FileStatus:
+    dest = models_dir / placement.dest
+    held = _held(placement, file_size(dest))
+    if held is not None:
+        verified = is_verified(models_dir, dest, held)
+        return FileStatus(placement, "verified" if verified else "present", dest, 0, "volume", held, True,
+                          bool(held.sha256) or verified)
+    found: list[Candidate] = index.find(placement)
+    if found:
+        best = found[0]
+        verified = is_verified(models_dir, best.path, best.file)
+        return FileStatus(placement, "verified" if verified else "present", best.path, 0, best.source, best.file,
+                          best.in_place, bool(best.file.sha256) or verified)
+    partial = partial_path(dest)
+    size = file_size(partial)
+    if size is not None:
+        return FileStatus(placement, "partial", partial, size, "volume", None, False, bool(placement.file.sha256))
+    return FileStatus(placement, "missing", None, 0, "", None, False, bool(placement.file.sha256))
+
+
+def engine_state(files: list[FileStatus]) -> str:
+    there = [f for f in files if f.state in ("present", "verified")]
+    if len(there) == len(files):
+        # A small file with no published sha256 cannot be verified: it does not hold the engine back.
+        return "verified" if all(f.state == "verified" or not f.checkable for f in files) else "present"
+    if not there and not any(f.state == "partial" for f in files):
+        return "missing"
+    return "partial"
+
+
+def _engine_status(models_dir: Path, model: CatalogueModel, engine: str, variant: str | None,
+                   index: ReuseIndex) -> EngineModelStatus:
+    files = [file_status(models_dir, p, index) for p in model.placements(engine, variant)]
+    total = sum(f.placement.file.size or 0 for f in files)
+    missing = sum(max((f.placement.file.size or 0) - f.partial_bytes, 0)
+                  for f in files if f.state in ("missing", "partial"))
+    state = engine_state(files)
+    ready = state in ("present", "verified") and all(f.source == "volume" or f.in_place for f in files)
+    chosen = variant or (model.variants(engine) or [None])[0]
+    return EngineModelStatus(engine, state, files, missing, total, chosen, ready)
+
+
+def _best_variant(models_dir: Path, model: CatalogueModel, engine: str, index: ReuseIndex) -> EngineModelStatus:
+    """For an engine with variants (ComfyUI's T5 in fp16 or fp8), the variant that is furthest along."""
+    options = [_engine_status(models_dir, model, engine, v, index) for v in (model.variants(engine) or [None])]
+    rank = {"verified": 4, "present": 3, "partial": 2, "missing": 1}
+    return max(options, key=lambda s: (s.ready, rank[s.state], -s.missing_bytes))
+
+
+def _models(model_id: str | None) -> list[CatalogueModel]:
+    return [catalogue.get(model_id)] if model_id else catalogue.load()
+
+
+def status(volume: Volume, extra_dirs: Iterable[Path], model_id: str | None = None,
+           variant: str | None = None) -> list[ModelStatus]:
+    """Every catalogue model (or one) per engine. Cheap: sizes, the ledger and one HF cache scan, no hashing."""
+    index = ReuseIndex(volume.models_dir, extra_dirs, catalogue.load())
+    out = []
+    for model in _models(model_id):
+        result = ModelStatus(model)
+        for engine in model.engines():
+            if variant and variant in model.variants(engine):
+                result.engines[engine] = _engine_status(volume.models_dir, model, engine, variant, index)
+            else:
+                result.engines[engine] = _best_variant(volume.models_dir, model, engine, index)
+        out.append(result)
+    return out
+
+
+def production_model_ready(volume: Volume, extra_dirs: Iterable[Path]) -> bool:
+    """Whether some catalogue model is complete, where its engine reads it, for at least one engine."""
+    return any(engine.ready for model in status(volume, list(extra_dirs)) for engine in model.engines.values())
+
+
+Progress = Callable[[int, int, str], None]
+
+
+def verify(volume: Volume, extra_dirs: Iterable[Path], model_id: str | None = None,
+           on_progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+           force: bool = False) -> list[ModelStatus]:
+    """Hash every file in place against the catalogue's sha256 and record the good ones in the ledger.
+
+    A file already verified and unchanged since is not hashed again (unless ``force``). A mismatch is not
+    deleted (it may be the person's own file): its FileStatus carries ``problem`` naming the file.
+    """
+    from isengard_desktop.core.models import ledger
+    from isengard_desktop.core.models.hub import sha256_file
+
+    extra = list(extra_dirs)
+    statuses = status(volume, extra, model_id)
+    todo: dict[Path, list[FileStatus]] = {}
+    for model in statuses:
+        for engine in model.engines.values():
+            for item in engine.files:
+                if item.where is None or item.state not in ("present", "verified") or not item.checkable:
+                    continue
+                if item.state == "verified" and not force:
+                    continue
+                todo.setdefault(item.where, []).append(item)
+    total = sum(file_size(p) or 0 for p in todo)
+    done = 0
+    hashed: dict[tuple[int, int], str] = {}  # (device, inode): hard links are hashed once
+    for path, items in todo.items():
+        st = path.stat()
+        key = (st.st_dev, st.st_ino)
+        if key not in hashed:
+            base = done
+
+            def progress(step: int, _total: int, base: int = base, path: Path = path) -> None:
+                if on_progress:
+                    on_progress(base + step, total, str(path))
+
+            hashed[key] = sha256_file(path, on_progress=progress, should_stop=should_stop)
+        done += st.st_size
+        digest = hashed[key]
+        held = items[0].file or items[0].placement.file
+        expected = held.sha256 or _ledger_sha(volume.models_dir, path)
+        for item in items:
+            if expected is None:
+                continue  # nothing published to compare with: it stays "present"
+            if digest == expected:
+                ledger.record_verified(volume.models_dir, path, digest)
+                item.state = "verified"
+            else:
+                item.problem = (f"{path} is not {held.repo}/{held.path}: its sha256 is {digest[:12]}…, the hub "
+                                f"publishes {expected[:12]}…; delete it and download it again.")
+                log.warning("model_file_mismatch", path=str(path), expected=expected, actual=digest)
+    for model in statuses:
+        for engine in model.engines.values():
+            engine.state = engine_state(engine.files)
+            if any(f.problem for f in engine.files):
+                engine.ready = False
+    return statuses
+
+
+def remove(volume: Volume, model_id: str, engines: Iterable[str] | None = None) -> int:
+    """Delete the model's files for ``engines`` (default: all); returns the bytes freed.
+
+    Files another engine or another catalogue model reads are kept (so are the targets of their symlinks);
+    a hard-linked file frees its bytes only when its last link goes.
+    """
+    model = catalogue.get(model_id)
+    chosen = set(engines or model.engines())
+    models_dir = volume.models_dir
+    doomed: set[str] = set()
+    kept: set[str] = set()
+    for other in catalogue.load():
+        for engine in other.engines():
+            dests = {p.dest for p in other.layout(engine).placements}
+            (doomed if other.id == model.id and engine in chosen else kept).update(dests)
+    doomed -= kept
+    kept_targets = set()
+    for dest in kept:
+        path = models_dir / dest
+        if path.is_symlink():
+            kept_targets.add(path.resolve())
+    freed = 0
+    for dest in sorted(doomed):
+        path = models_dir / dest
+        for target in (path, partial_path(path)):
+            if target.is_symlink():
+                target.unlink()
+                continue
+            if not target.is_file():
+                continue
+            if target.resolve() in kept_targets:
+                log.info("model_file_kept", path=str(target), reason="another engine links to it")
+                continue
+            st = target.stat()
+            target.unlink()
+            if st.st_nlink == 1:
+                freed += st.st_size
+    _prune_empty(models_dir, doomed)
+    log.info("model_removed", model=model.id, engines=sorted(chosen), freed_bytes=freed)
+    return freed
+
+
+def _prune_empty(models_dir: Path, dests: set[str]) -> None:
+    """Remove folders the model's files leave empty (FLUX.1-dev/transformer/...), never models/ itself."""
+    folders = {(models_dir / d).parent for d in dests}
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        current = folder
+        while current != models_dir and models_dir in current.parents:
+            try:
+                os.rmdir(current)
+            except OSError:
+                break
+            current = current.parent
+
+
+def __getattr__(name: str) -> Any:
+    # plan_download / DownloadPlan live in planning.py; the contract names them here.
+    if name in ("plan_download", "DownloadPlan", "plan_get"):
+        from isengard_desktop.core.models import planning
+
+        return getattr(planning, name)
+    raise AttributeError(name)
