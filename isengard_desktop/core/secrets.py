@@ -30,3 +30,19 @@ def has_hf_token() -> bool:
         return keyring.get_password(SERVICE, HF_TOKEN) is not None
     except (KeyringError, RuntimeError):
         return False
+
+
+def get_hf_token() -> str | None:
+    """The token from the keyring, or None when there is none (or no keyring can be reached).
+
+    Read by the process that uses it (the download worker reads it itself), so the token never travels
+    through a command line, an environment variable or a job file.
+    """
+    import keyring
+    from keyring.errors import KeyringError
+
+    try:
+        token = keyring.get_password(SERVICE, HF_TOKEN)
+    except (KeyringError, RuntimeError):
+        return None
+    return token.strip() if token and token.strip() else None

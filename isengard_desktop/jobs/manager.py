@@ -8,6 +8,10 @@ Besides the worker's own events, the manager emits ``{"event": "state", "state":
 Generation jobs run on one serving worker that outlives them (``WorkerProcess(serve=True)``), so an
 engine's loaded model serves the next request; it is closed before a training job starts (the GPU
 memory goes to training), when the app quits, and after ``RESIDENT_IDLE_S`` without work.
+
+Jobs run in two lanes. The GPU lane (training, generation) holds the volume's GPU lock; the download lane (kind
+"download", the model manager's hub downloads) holds a lock of its own, so one download runs at a time across
+every Isengard process and alongside a training run, never waiting for the GPU nor taking it.
 """
 
 from __future__ import annotations
@@ -47,6 +51,13 @@ ORPHAN_STOP_TIMEOUT_S = 60.0
 LOCK_RETRY_S = 2.0
 RESIDENT_IDLE_S = 15 * 60.0
 RESIDENT_KINDS = ("generation",)
+DOWNLOAD_KINDS = ("download",)  # jobs of the download lane: no GPU lock, one at a time beside the GPU lane
+RESUMABLE_KINDS = ("training", "download")
+GPU_LANE, DOWNLOAD_LANE = "gpu", "download"
+
+
+def lane_of(kind: str) -> str:
+    return DOWNLOAD_LANE if kind in DOWNLOAD_KINDS else GPU_LANE
 
 
 def new_job_id() -> str:
@@ -68,6 +79,9 @@ class JobManager:
         self._progress: dict[str, tuple[float, dict[str, Any]]] = {}  # newest progress, time last stored
         self._closing = False
         self._gpu = GpuLock(volume.jobs_dir / ".gpu.lock")
+        # The same kind of OS-held lock for the download lane: one download per volume, released if we die.
+        self._download_lock = GpuLock(volume.jobs_dir / ".download.lock")
+        self._lane: dict[str, str] = {}  # running job -> its lane
         self._owned: set[str] = set()  # jobs this process submitted or resumed: the ones it runs
         self._retry: threading.Timer | None = None
         self._resident: WorkerProcess | None = None  # the serving worker of generation jobs
@@ -145,8 +159,8 @@ class JobManager:
 
     def resume(self, job_id: str) -> JobRow:
         job = self.get(job_id)
-        if job.kind != "training":
-            raise ValidationError(f"Job {job.id} is a {job.kind}; only training runs resume from a checkpoint. To make "
+        if job.kind not in RESUMABLE_KINDS:
+            raise ValidationError(f"Job {job.id} is a {job.kind}; only training runs and downloads resume. To make "
                                   "these images again, select one in the Generate gallery and press Reuse parameters.")
         if job.state not in RESUMABLE_STATES:
             raise ValidationError(f"Job {job.id} is {job.state}; only a cancelled, interrupted or failed job can be "
@@ -184,6 +198,9 @@ class JobManager:
         if worker and worker.alive():
             log.warning("job_killed_after_timeout", job_id=job_id, timeout_s=self.stop_timeout)
             self._last_error[job_id] = (
+                f"The download did not stop within {self.stop_timeout:.0f} s and was ended; the bytes already "
+                "downloaded are kept and Resume continues from them."
+                if self._lane.get(job_id) == DOWNLOAD_LANE else
                 f"The job did not stop within {self.stop_timeout:.0f} s and was ended; progress since its "
                 "last checkpoint is lost."
             )
@@ -191,38 +208,51 @@ class JobManager:
             worker.kill()
 
     # running -----------------------------------------------------------------------------------
+    def _lane_busy(self, lane: str) -> bool:
+        return any(self._lane.get(job_id, GPU_LANE) == lane for job_id in self._running)
+
     def _schedule(self) -> None:
-        """Start the oldest queued job if no GPU job is running (one at a time)."""
+        """Start the oldest queued job of each lane whose lane is free (one GPU job and one download at a time)."""
         with self._lock:
-            if self._running or self._closing:
+            if self._closing:
                 return
             queued = sorted((j for j in self.repo.list(states=("queued",)) if j.id in self._owned),
                             key=lambda j: j.created_at)
-            if not queued:
-                return
-            if not self._gpu.try_acquire():
-                # Another Isengard process (the window or a CLI run) is using the GPU: look again shortly.
-                if self._retry is None:
-                    self._retry = threading.Timer(LOCK_RETRY_S, self._retry_schedule)
-                    self._retry.daemon = True
-                    self._retry.start()
-                return
-            job = queued[0]
-            self._last_error.pop(job.id, None)
-            self._done_state.pop(job.id, None)
-            try:
-                worker, pid = self._dispatch(job)
-            except OSError as exc:
-                self._running.pop(job.id, None)
-                self._gpu.release()
-                self._set_state(job.id, "failed", error=f"The worker process could not start ({exc}).")
-                return
-            self._results.setdefault(job.id, {})["worker_pid"] = pid  # kept after the run, unlike the pid column
-            self._set_state(job.id, "running", pid=pid)
-            log.info("job_started", job_id=job.id, pid=pid, correlation_id=job.correlation_id)
+            for lane in (DOWNLOAD_LANE, GPU_LANE):
+                waiting = [j for j in queued if lane_of(j.kind) == lane]
+                if waiting and not self._lane_busy(lane):
+                    self._start(waiting[0], lane)
+
+    def _start(self, job: JobRow, lane: str) -> None:
+        lock = self._download_lock if lane == DOWNLOAD_LANE else self._gpu
+        if not lock.try_acquire():
+            # Another Isengard process (the window or a CLI run) is using this lane: look again shortly.
+            if self._retry is None:
+                self._retry = threading.Timer(LOCK_RETRY_S, self._retry_schedule)
+                self._retry.daemon = True
+                self._retry.start()
+            return
+        self._last_error.pop(job.id, None)
+        self._done_state.pop(job.id, None)
+        self._lane[job.id] = lane
+        try:
+            worker, pid = self._dispatch(job)
+        except OSError as exc:
+            self._running.pop(job.id, None)
+            self._lane.pop(job.id, None)
+            lock.release()
+            self._set_state(job.id, "failed", error=f"The worker process could not start ({exc}).")
+            return
+        self._results.setdefault(job.id, {})["worker_pid"] = pid  # kept after the run, unlike the pid column
+        self._set_state(job.id, "running", pid=pid)
+        log.info("job_started", job_id=job.id, pid=pid, correlation_id=job.correlation_id)
 
     def _dispatch(self, job: JobRow) -> tuple[WorkerProcess, int]:
         """Start the job: on the serving worker for generation, on a worker of its own otherwise."""
+        if job.kind in DOWNLOAD_KINDS:  # beside the GPU lane: leaves the serving worker and its timer alone
+            worker = WorkerProcess(job.id, self.job_dir(job), job.correlation_id, self._on_event, self._on_exit)
+            self._running[job.id] = worker
+            return worker, worker.start()
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
@@ -267,7 +297,7 @@ class JobManager:
     def _idle_expired(self) -> None:
         with self._lock:
             self._idle_timer = None
-            if self._resident is not None and self._resident.idle() and not self._running:
+            if self._resident is not None and self._resident.idle() and not self._lane_busy(GPU_LANE):
                 self._close_resident(f"idle for {self.resident_idle_s:.0f} s")
 
     def _retry_schedule(self) -> None:
@@ -328,7 +358,8 @@ class JobManager:
     def _on_exit(self, job_id: str, returncode: int, tail: list[str]) -> None:
         with self._lock:
             self._running.pop(job_id, None)
-            self._gpu.release()
+            lane = self._lane.pop(job_id, GPU_LANE)
+            (self._download_lock if lane == DOWNLOAD_LANE else self._gpu).release()
             newest = self._progress.pop(job_id, None)
             if newest:
                 self.repo.set_progress(job_id, newest[1])
@@ -348,7 +379,7 @@ class JobManager:
             self._finished.notify_all()
             if self._resident is not None and not self._resident.alive():
                 self._resident = None  # it died with its job: the next generation starts a fresh one
-            if self._resident is not None:
+            if self._resident is not None and lane == GPU_LANE:
                 self._arm_idle_timer()
         if not self._closing:
             self._schedule()
@@ -370,9 +401,10 @@ class JobManager:
                     return job
                 self._finished.wait(left)
 
-    def running_jobs(self) -> list[str]:
+    def running_jobs(self, lane: str | None = None) -> list[str]:
+        """Jobs this process is running; ``lane="gpu"`` leaves out downloads (they do not block a training)."""
         with self._lock:
-            return list(self._running)
+            return [j for j in self._running if lane is None or self._lane.get(j, GPU_LANE) == lane]
 
     # start-up and shut-down --------------------------------------------------------------------
     def recover(self) -> list[JobRow]:
@@ -388,7 +420,9 @@ class JobManager:
                 (self.job_dir(job) / protocol.STOP_FILE).touch()
                 _wait_for_exit(job.pid, ORPHAN_STOP_TIMEOUT_S)
             self._set_state(job.id, "interrupted",
-                            error="Isengard Desktop closed while this job was running; resume it to continue "
+                            error="Isengard Desktop closed while this download was running; resume it to continue "
+                                  "from the bytes already downloaded." if job.kind in DOWNLOAD_KINDS else
+                                  "Isengard Desktop closed while this job was running; resume it to continue "
                                   "from its last checkpoint.")
             log.warning("job_interrupted", job_id=job.id, previous_state=job.state, correlation_id=job.correlation_id)
             recovered.append(self.get(job.id))

@@ -90,10 +90,31 @@ def _install_signals(channel_ref: list[Channel]) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _run_engine(job: dict[str, Any], channel: Channel) -> str:
+    """A training or generation job, run by its engine from the registry."""
+    from engines import registry
+    from engines.interface import GenerationRequest, TrainingSpec
+
+    engine = registry.load(job["engine"])
+    availability = engine.availability()
+    if not availability.available:
+        channel.emit({"event": "error", "message": availability.reason})
+        return "failed"
+    if job["kind"] == "training":
+        _resolve_base_model(job["spec"], Path(job["models_dir"]))
+        return engine.train(TrainingSpec.from_dict(job["spec"]), channel.emit, channel.should_stop)
+    if job["kind"] == "generation" and "image" in engine.kinds:
+        _resolve_base_model(job["spec"], Path(job["models_dir"]))
+        return engine.generate(GenerationRequest.from_dict(job["spec"]), channel.emit, channel.should_stop)
+    channel.emit({"event": "error", "message": f"The {job['engine']} engine cannot run {job['kind']} jobs."})
+    return "failed"
+
+
 def run_job(job_dir: Path, channel: Channel) -> str:
     """Run the job of ``job_dir`` to its end; emits its events and ``done``, returns the final state."""
     job = json.loads((job_dir / protocol.JOB_FILE).read_text(encoding="utf-8"))
-    threading.Thread(target=_stats_loop, args=(channel,), daemon=True, name="stats").start()
+    if job["kind"] != "download":  # a download uses no GPU: its chart is bytes, not VRAM
+        threading.Thread(target=_stats_loop, args=(channel,), daemon=True, name="stats").start()
     started = time.monotonic()
     structlog.contextvars.bind_contextvars(job_id=job["job_id"])
     if job.get("correlation_id"):
@@ -101,21 +122,13 @@ def run_job(job_dir: Path, channel: Channel) -> str:
     log.info("worker_started", engine=job["engine"], kind=job["kind"], pid=os.getpid())
     state = "failed"
     try:
-        from engines import registry
-        from engines.interface import GenerationRequest, TrainingSpec
+        if job["kind"] == "download":
+            # No engine and no GPU: the model manager's downloader, which reads the token from the keyring itself.
+            from isengard_desktop.core.models import download_job
 
-        engine = registry.load(job["engine"])
-        availability = engine.availability()
-        if not availability.available:
-            channel.emit({"event": "error", "message": availability.reason})
-        elif job["kind"] == "training":
-            _resolve_base_model(job["spec"], Path(job["models_dir"]))
-            state = engine.train(TrainingSpec.from_dict(job["spec"]), channel.emit, channel.should_stop)
-        elif job["kind"] == "generation" and "image" in engine.kinds:
-            _resolve_base_model(job["spec"], Path(job["models_dir"]))
-            state = engine.generate(GenerationRequest.from_dict(job["spec"]), channel.emit, channel.should_stop)
+            state = download_job.run(job["spec"], channel.emit, channel.should_stop, Path(job["models_dir"]))
         else:
-            channel.emit({"event": "error", "message": f"The {job['engine']} engine cannot run {job['kind']} jobs."})
+            state = _run_engine(job, channel)
     except Exception as exc:  # everything a worker hits must reach the user as an error event
         log.error("worker_failed", error=repr(exc), traceback=traceback.format_exc())
         channel.emit({"event": "error", "message": str(exc) or repr(exc), "type": type(exc).__name__})
