@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_parsers(sub, common)
     engines.add_parser(sub, common)
     generate.add_parser(sub, common)
+    from isengard_desktop.cli import models
+
+    models.add_parser(sub, common)
     return parser
 
 

@@ -1,0 +1,224 @@
+"""`isengard models list|download|verify|remove|get`: base models per engine, downloads as jobs, checks.
+
+Downloads run as jobs of kind "download" (engine "hub") of the same job manager the window uses, followed here
+with a text progress bar (bytes, speed, time left); Ctrl+C stops the download and keeps the bytes on disk, and
+`isengard jobs resume JOB` (or the same command again) continues from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from isengard_desktop.cli.output import ProgressBar, emit_json, say
+from isengard_desktop.context import AppContext
+from isengard_desktop.errors import ValidationError
+
+ENGINES = ("comfyui", "diffusers", "aitoolkit")
+EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 3, "interrupted": 3}
+
+
+def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("models", help="base models: list, download, verify, remove, get one file")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", parents=[common], help="each model's files per engine: size, state, where").set_defaults(
+        handler=list_cmd)
+    download = actions.add_parser("download", parents=[common], help="download a base model (resumable job)")
+    download.add_argument("model", metavar="MODEL")
+    download.add_argument("--for", dest="engines", action="append", choices=ENGINES,
+                          help="the engine to download for (repeatable); default: the engines installed")
+    download.add_argument("--variant", help="e.g. fp8 for ComfyUI's smaller T5 text encoder")
+    download.add_argument("--no-check-reuse", action="store_true",
+                          help="link files found on the machine without hashing them first")
+    download.set_defaults(handler=download_cmd)
+    verify = actions.add_parser("verify", parents=[common], help="check every file's sha256 (slow for big files)")
+    verify.add_argument("model", metavar="MODEL", nargs="?")
+    verify.add_argument("--force", action="store_true", help="hash again files verified before")
+    verify.set_defaults(handler=verify_cmd)
+    remove = actions.add_parser("remove", parents=[common], help="delete a model's files (shared files are kept)")
+    remove.add_argument("model", metavar="MODEL")
+    remove.add_argument("--for", dest="engines", action="append", choices=ENGINES,
+                        help="remove only what this engine reads (repeatable); default: every engine")
+    remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    remove.set_defaults(handler=remove_cmd)
+    get = actions.add_parser("get", parents=[common], help="download one file of any hub repository")
+    get.add_argument("repo", metavar="REPO", help="owner/name on the hub")
+    get.add_argument("file", metavar="FILE", help="the file's path in the repository")
+    get.add_argument("--to", dest="folder", required=True, metavar="FOLDER",
+                     help="a folder inside the volume's models/ (e.g. loras, checkpoints)")
+    get.add_argument("--revision", default="main")
+    get.set_defaults(handler=get_cmd)
+
+
+def human(size: int | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def _extra_dirs(ctx: AppContext) -> list[Path]:
+    return [Path(p) for p in ctx.settings.extra_model_dirs]
+
+
+def default_engines() -> list[str]:
+    """The built-in engine, and the upstream engines installed in this volume (cheap: no environment check)."""
+    from isengard_desktop.core.engines_status import ENV_DIRS
+
+    chosen = ["diffusers"]
+    volume = os.environ.get("ISENGARD_VOLUME")
+    for name in ("aitoolkit", "comfyui"):
+        env = os.environ.get(ENV_DIRS.get(name, ""), "")
+        if (env and Path(env).is_dir()) or (volume and (Path(volume) / "engines" / name / "src").is_dir()):
+            chosen.append(name)
+    return chosen
+
+
+# -- list / verify ------------------------------------------------------------------------------------------
+def _print_status(statuses: list[Any]) -> None:
+    for model in statuses:
+        m = model.model
+        say(f"{m.title} ({m.id}) — {m.repo}{' [gated]' if m.gated else ''}")
+        for name, engine in model.engines.items():
+            variant = f" ({engine.variant})" if engine.variant else ""
+            missing = f", {human(engine.missing_bytes)} to download" if engine.missing_bytes else ""
+            say(f"  {name}{variant}: {engine.state}{' and ready' if engine.ready else ''} — "
+                f"{human(engine.total_bytes)}{missing}")
+            for item in engine.files:
+                where = f" at {item.where}" if item.where and item.source != "volume" else ""
+                note = f" ({item.source})" if item.source not in ("", "volume") else ""
+                say(f"    {item.state:<9} {human(item.placement.file.size):>9}  {item.placement.dest}{note}{where}")
+                if item.problem:
+                    say(f"      problem: {item.problem}")
+
+
+def list_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    from isengard_desktop.core.models import inventory
+
+    statuses = inventory.status(ctx.volume, _extra_dirs(ctx))
+    if args.json:
+        emit_json([s.to_json() for s in statuses])
+    else:
+        _print_status(statuses)
+    return 0
+
+
+def verify_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    from isengard_desktop.core.models import inventory
+
+    bar = ProgressBar("Verifying", enabled=not args.json)
+    statuses = inventory.verify(ctx.volume, _extra_dirs(ctx), args.model,
+                                on_progress=lambda done, total, path: bar.update(done, total, Path(path).name),
+                                force=args.force)
+    bar.close()
+    problems = [f.problem for s in statuses for e in s.engines.values() for f in e.files if f.problem]
+    if args.json:
+        emit_json([s.to_json() for s in statuses])
+    else:
+        _print_status(statuses)
+    for problem in dict.fromkeys(problems):
+        sys.stderr.write(f"isengard: {problem}\n")
+    return 1 if problems else 0
+
+
+def remove_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    from isengard_desktop.cli.main import confirm
+    from isengard_desktop.core.models import catalogue, inventory
+
+    model = catalogue.get(args.model)
+    engines = args.engines or model.engines()
+    confirm(args, f"Delete the files of {model.title} that only {', '.join(engines)} read?")
+    freed = inventory.remove(ctx.volume, model.id, engines)
+    if args.json:
+        emit_json({"model": model.id, "engines": engines, "freed_bytes": freed})
+    else:
+        say(f"Removed {model.title} for {', '.join(engines)}: {human(freed)} freed.")
+    return 0
+
+
+# -- download / get -----------------------------------------------------------------------------------------
+def follow_download(ctx: AppContext, job: Any, quiet: bool) -> Any:
+    """Wait for a download job with a bytes progress bar; Ctrl+C stops it, keeping what was downloaded."""
+    bar = ProgressBar(job.params.get("spec", {}).get("title", f"Download {job.id}")[:40], enabled=not quiet)
+    lock = threading.Lock()
+
+    def on_event(job_id: str, event: dict[str, Any]) -> None:
+        if job_id != job.id or event.get("event") != "progress":
+            return
+        with lock:
+            speed, eta = event.get("speed"), event.get("eta")
+            extra = f"{human(int(speed))}/s" if speed else ""
+            extra += f" {eta:.0f}s left" if eta else ""
+            bar.update(int(event.get("step", 0)), int(event.get("total") or 0), extra)
+
+    unsubscribe = ctx.jobs.subscribe(on_event)
+    try:
+        while True:
+            try:
+                final = ctx.jobs.wait(job.id, timeout=0.5)
+                if final.state not in ("queued", "running"):
+                    return final
+            except KeyboardInterrupt:
+                sys.stderr.write(f"\nStopping the download; the bytes so far are kept (continue with "
+                                 f"`isengard jobs resume {job.id}`)...\n")
+                ctx.jobs.cancel(job.id)
+    finally:
+        unsubscribe()
+        bar.close()
+
+
+def _run_job(ctx: AppContext, args: argparse.Namespace, spec: dict[str, Any], plan_json: dict[str, Any]) -> int:
+    job = ctx.jobs.submit("download", "hub", spec, meta={"model": spec.get("model")})
+    final = follow_download(ctx, job, args.json)
+    if args.json:
+        emit_json({**final.to_json(), "plan": plan_json})
+    else:
+        say(f"Job {final.id}: {final.state}")
+        if final.error:
+            say(final.error)
+    return EXIT_CODES.get(final.state, 1)
+
+
+def download_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    from isengard_desktop.core.models import catalogue, planning
+
+    model = catalogue.get(args.model)
+    engines = list(dict.fromkeys(args.engines or [e for e in default_engines() if e in model.engines()]))
+    if args.variant and not any(args.variant in model.variants(e) for e in engines):
+        raise ValidationError(f"{model.title} has no variant {args.variant!r} for {', '.join(engines)}.")
+    bar = ProgressBar("Checking files found on this machine", enabled=not args.json)
+    plan = planning.plan_download(ctx.volume, _extra_dirs(ctx), model.id, engines, args.variant,
+                                  verify_reuse=not args.no_check_reuse,
+                                  on_progress=lambda done, total, path: bar.update(done, total, Path(path).name))
+    bar.close()
+    if plan.nothing_to_do:
+        if args.json:
+            emit_json({"state": "succeeded", "plan": plan.to_json()})
+        else:
+            say(f"{model.title} is already complete for {', '.join(engines)}.")
+        return 0
+    if not plan.enough_space:
+        raise ValidationError(f"Downloading {model.title} needs {human(plan.download_bytes)} but only "
+                              f"{human(plan.free_bytes)} is free in {ctx.volume.models_dir}; free some space or "
+                              "choose a volume on a larger disk.")
+    if not args.json:
+        say(f"{plan.spec['title']}: {len(plan.spec['files'])} files, {human(plan.download_bytes)} to download"
+            + (f", {len(plan.reused)} found on this machine and linked" if plan.reused else "") + ".")
+    return _run_job(ctx, args, plan.spec, plan.to_json())
+
+
+def get_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    from isengard_desktop.core.models import planning
+
+    plan = planning.plan_get(ctx.volume, args.repo, args.file, args.folder, args.revision)
+    if not args.json:
+        say(f"Downloading {args.repo}/{args.file} into {Path(plan.spec['files'][0]['dest']).parent}.")
+    return _run_job(ctx, args, plan.spec, plan.to_json())
