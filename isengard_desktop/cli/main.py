@@ -52,13 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"isengard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from isengard_desktop.cli import characters, dataset, engines, generate, jobs
+    from isengard_desktop.cli import characters, dataset, doctor, engines, generate, jobs
 
     characters.add_parser(sub, common)
     dataset.add_parser(sub, common)
     jobs.add_parsers(sub, common)
     engines.add_parser(sub, common)
     generate.add_parser(sub, common)
+    doctor.add_parser(sub, common)
     from isengard_desktop.cli import models
 
     models.add_parser(sub, common)

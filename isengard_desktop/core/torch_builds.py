@@ -81,7 +81,7 @@ class TorchBuild:
         return f"{package}=={version}+{self.tag}"
 
 
-def _version(text: str) -> tuple[int, ...]:
+def version_key(text: str) -> tuple[int, ...]:
     parts = []
     for piece in text.strip().split("."):
         digits = "".join(ch for ch in piece if ch.isdigit())
@@ -149,7 +149,7 @@ def newest_cuda(driver_version: str, system: str | None = None) -> str | None:
     """The newest CUDA runtime (of the table) that ``driver_version`` runs, or None if older than all."""
     for row in rules()["drivers"]["table"]:  # newest first
         minimum = row[_system(system)]
-        if minimum and _version(driver_version) >= _version(minimum):
+        if minimum and version_key(driver_version) >= version_key(minimum):
             return row["cuda"]
     return None
 
@@ -192,7 +192,7 @@ def supports(gpu: Gpu, torch_cuda: str | None, arch_list: list[str], system: str
         return False, (f"this CUDA {torch_cuda} build has no kernels for the {gpu.name} "
                        f"({gpu.generation}, compute capability {gpu.cc}; it carries {kept})")
     minimum = minimum_driver(_major_minor(torch_cuda), system)
-    if minimum and _version(gpu.driver_version) < _version(minimum):
+    if minimum and version_key(gpu.driver_version) < version_key(minimum):
         return False, (f"CUDA {torch_cuda} needs NVIDIA driver {minimum} or newer; this machine has "
                        f"{gpu.driver_version}")
     return True, f"the CUDA {torch_cuda} build runs on the {gpu.name} (compute capability {gpu.cc})"
@@ -214,7 +214,7 @@ def release(torch_version: str) -> dict[str, Any]:
 def _candidates(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     builds = data["builds"]
     return sorted(builds.items(), key=lambda item: (item[0] != data["pypi"], STATUS_ORDER.get(item[1]["status"], 3),
-                                                     tuple(-n for n in _version(item[1]["cuda"]))))
+                                                     tuple(-n for n in version_key(item[1]["cuda"]))))
 
 
 def _build(tag: str, cuda: str | None, reason: str, unsupported: tuple[str, ...] = ()) -> TorchBuild:
@@ -227,12 +227,12 @@ def choose_build(gpus: list[Gpu], torch_version: str, system: str | None = None)
     if not gpus:
         return _build("cpu", None, "No NVIDIA GPU: the CPU build.")
     data = release(torch_version)
-    driver = min((g.driver_version for g in gpus), key=_version)
+    driver = min((g.driver_version for g in gpus), key=version_key)
     candidates = _candidates(data)
 
     def driver_ok(build: dict[str, Any]) -> bool:
         minimum = minimum_driver(build["cuda"], system)
-        return bool(minimum) and _version(driver) >= _version(minimum)
+        return bool(minimum) and version_key(driver) >= version_key(minimum)
 
     def runs(build: dict[str, Any], gpu: Gpu) -> bool:
         return gpu.compute_capability is not None and _runs_kernels(gpu.compute_capability, build["arches"])
@@ -253,7 +253,7 @@ def choose_build(gpus: list[Gpu], torch_version: str, system: str | None = None)
     fitting = [(tag, b) for tag, b in candidates if runs(b, main)]
     if fitting:
         needs = sorted((minimum_driver(b["cuda"], system) for _, b in fitting if minimum_driver(b["cuda"], system)),
-                       key=_version)
+                       key=version_key)
         if needs:
             raise TorchBuildError(f"The NVIDIA driver {driver} is too old for every torch {torch_version} build that "
                                   f"runs the {main.name}; update the NVIDIA driver to {needs[0]} or newer.")

@@ -1,0 +1,162 @@
+"""The doctor's checks of the machine: the volume (writable, free space for the next step), the GPU (VRAM, compute
+capability), its driver, and the RAM the chosen preset needs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import psutil
+
+from isengard_desktop.core.doctor import FAIL, NOTHING_TO_DO, OK, WARN, Check, Facts
+
+GB = 1024**3
+APP_TORCH = "2.13.0"  # pyproject's pin; the version asked of the real interpreter is in torch_probe.py
+DEFAULT_PRESET = "balanced"
+FAST_TEST_DISK_GB = 1  # a tiny-model run writes a few MB; leave room for logs and images
+
+
+def _writable(folder: Path) -> str | None:
+    """Why ``folder`` cannot take a new file, or None when it can."""
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} is a file where a folder should be"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".doctor-", delete=True) as handle:
+            handle.write(b"isengard")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        return f"{folder} cannot be written ({exc.strerror or exc})"
+    return None
+
+
+def _preset(name: str):
+    from isengard_desktop.core.presets import load_preset
+
+    return load_preset(name)
+
+
+def _chosen_preset_name(facts: Facts) -> str:
+    return getattr(facts.ctx.settings, "training_preset", None) or DEFAULT_PRESET
+
+
+def _missing_model_bytes(facts: Facts) -> tuple[int, str]:
+    """Bytes still to download for the default engines to have a base model (0 if one is there or unknown)."""
+    try:
+        from isengard_desktop.core.models import inventory
+    except ImportError:
+        return 0, ""
+    try:
+        statuses = inventory.status(facts.ctx.volume, [Path(p) for p in facts.ctx.settings.extra_model_dirs])
+    except Exception:  # the model check reports the model manager's own problems
+        return 0, ""
+    engines = {facts.ctx.settings.default_training_engine, facts.ctx.settings.default_image_engine}
+    best = None
+    for model in statuses:
+        wanted = [e for name, e in model.engines.items() if name in engines] or list(model.engines.values())
+        if any(e.ready for e in wanted):
+            return 0, ""
+        needed = sum(e.missing_bytes for e in wanted)
+        if best is None or needed < best[0]:
+            best = (needed, model.model.title)
+    return best if best else (0, "")
+
+
+def volume_checks(facts: Facts) -> list[Check]:
+    volume = facts.ctx.volume
+    problems = [why for why in (_writable(folder) for folder in volume.folders()) if why]
+    if problems:
+        writable = Check("Volume folder", FAIL, "; ".join(problems) + ".",
+                         f"Choose another volume folder in Settings, or make {volume.root} writable for your user "
+                         "(and put back any folder that was replaced by a file).", "open_settings:volume")
+    else:
+        writable = Check("Volume folder", OK, f"{volume.root} can be written.", NOTHING_TO_DO)
+    try:
+        free = shutil.disk_usage(volume.root).free
+    except OSError as exc:
+        return [writable, Check("Free disk space", FAIL, f"The free space of {volume.root} cannot be read ({exc}).",
+                                "Check that the disk holding the volume folder is connected.", "open_settings:volume")]
+    if facts.fast_test:
+        need, what = FAST_TEST_DISK_GB * GB, "a fast-test run on the tiny model"
+    else:
+        preset = _preset(_chosen_preset_name(facts))
+        need = int(preset.predicted.get("disk_gb", 3) * GB)
+        what = f"training a LoRA with the {preset.label} preset ({preset.predicted.get('disk_gb', 3)} GB)"
+        missing, title = _missing_model_bytes(facts)
+        if missing:
+            need += missing
+            what = f"downloading {title} ({missing / GB:.1f} GB), then " + what
+    detail = f"{free / GB:.1f} GB free on the disk of the volume; the next step, {what}, needs {need / GB:.1f} GB."
+    if free < need:
+        space = Check("Free disk space", FAIL, detail,
+                      f"Free at least {(need - free) / GB:.1f} GB on that disk (empty the volume's trash, delete old "
+                      "outputs), or choose a volume folder on a larger disk in Settings.", "open_settings:volume")
+    else:
+        space = Check("Free disk space", OK, detail, NOTHING_TO_DO)
+    return [writable, space]
+
+
+def gpu_checks(facts: Facts) -> list[Check]:
+    from isengard_desktop.core.mode import detect_gpu
+    from isengard_desktop.core.torch_builds import TorchBuildError, choose_build, newest_cuda, version_key
+
+    if not facts.gpus:
+        why = detect_gpu().summary
+        if facts.fast_test:
+            return [Check("GPU", OK, f"{why}: fast-test mode runs the tiny built-in model on the CPU, which needs "
+                                     "no GPU.",
+                          "To train real LoRAs, use a machine with an NVIDIA GPU of 18 GB or more (or a remote one).")]
+        return [Check("GPU", FAIL, f"{why}, but production mode trains and generates on an NVIDIA GPU.",
+                      "Install the NVIDIA driver if this machine has an NVIDIA card, or start the app in fast-test "
+                      "mode (ISENGARD_MODE=fast-test).")]
+    lines = [f"{g.name}: {g.vram_gb if g.vram_gb is not None else '?'} GB VRAM, {g.generation} "
+             f"(compute capability {g.cc})" for g in facts.gpus]
+    checks = [Check("GPU", OK, "; ".join(lines) + ".", NOTHING_TO_DO)]
+    vram = max((g.vram_gb or 0) for g in facts.gpus)
+    presets = [_preset(name) for name in ("quick", "balanced", "high")]
+    fits = [p.label for p in presets if p.predicted.get("vram_gb", 0) <= vram]
+    if fits:
+        checks.append(Check("VRAM", OK, f"{vram} GB is enough for the presets {', '.join(fits)}.", NOTHING_TO_DO))
+    else:
+        least = min(p.predicted.get("vram_gb", 0) for p in presets)
+        checks.append(Check("VRAM", WARN if facts.fast_test else FAIL,
+                            f"{vram} GB of VRAM; the smallest FLUX.1-dev preset (Quick, 8-bit) needs about "
+                            f"{least} GB.", f"Train on a card with {least} GB or more, for example on a remote GPU "
+                                            "machine (Settings)."))
+    driver = min((g.driver_version for g in facts.gpus), key=version_key)
+    cuda = newest_cuda(driver)
+    detail = f"NVIDIA driver {driver}; it runs CUDA {cuda} builds and older." if cuda else f"NVIDIA driver {driver}."
+    try:
+        build = choose_build(facts.gpus, APP_TORCH)
+    except TorchBuildError as exc:
+        fix = str(exc).split("; ", 1)[-1]
+        checks.append(Check("NVIDIA driver", FAIL, f"{detail} {exc}", fix[:1].upper() + fix[1:]))
+    else:
+        if build.unsupported:
+            checks.append(Check("NVIDIA driver", WARN, f"{detail} {build.reason}",
+                                f"Jobs run on the supported card; to use the {', '.join(build.unsupported)} too, it "
+                                "needs a torch build of its own (not possible in one environment)."))
+        else:
+            checks.append(Check("NVIDIA driver", OK, f"{detail} Torch's {build.tag} build runs on it.", NOTHING_TO_DO))
+    return checks
+
+
+def ram_check(facts: Facts) -> list[Check]:
+    total = psutil.virtual_memory().total
+    if facts.fast_test:
+        return [Check("RAM", OK, f"{total / GB:.1f} GB; fast-test runs need about 1 GB.", NOTHING_TO_DO)]
+    chosen = _preset(_chosen_preset_name(facts))
+    need = chosen.predicted.get("ram_gb", 0)
+    # 32 GB of RAM shows as ~31.3 GiB once the firmware and the GPU take their share: allow 10 %.
+    if total >= need * GB * 0.9:
+        return [Check("RAM", OK, f"{total / GB:.1f} GB; the {chosen.label} preset needs about {need} GB.",
+                      NOTHING_TO_DO)]
+    smaller = [p.label for p in (_preset(n) for n in ("quick", "balanced", "high"))
+               if total >= p.predicted.get("ram_gb", 0) * GB * 0.9]
+    fix = (f"Choose the {smaller[0]} preset, or close other programs while training." if smaller else
+           f"Add RAM (at least {need} GB), or train on a remote GPU machine (Settings).")
+    return [Check("RAM", WARN if smaller else FAIL,
+                  f"{total / GB:.1f} GB; the {chosen.label} preset needs about {need} GB (loading FLUX.1-dev).", fix)]
