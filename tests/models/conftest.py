@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from isengard_desktop.context import AppContext
 from tests.models.fake_hub import FakeHub
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -25,3 +30,29 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
         yield hub
     finally:
         hub.stop()
+
+
+@pytest.fixture
+def test_keyring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A file keyring for this test and the worker processes it starts (never the real keyring)."""
+    import keyring.core
+
+    from tests.models.file_keyring import ENV, FileKeyring
+
+    path = tmp_path / "keyring.json"
+    monkeypatch.setenv(ENV, str(path))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.models.file_keyring.FileKeyring")
+    # Worker processes run `python -m ...` and must import the backend from this checkout.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setattr(keyring.core, "_keyring_backend", FileKeyring())
+    yield path
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppContext]:
+    """A fresh fast-test volume with its job manager."""
+    monkeypatch.setenv("ISENGARD_MODE", "fast-test")
+    context = AppContext.open(tmp_path / "vol", "fast-test")
+    yield context
+    context.jobs.shutdown(wait=10)
+    context.close()

@@ -132,8 +132,9 @@ class FakeHub:
             self._cut_after, self._cuts_left = after_bytes, times
 
     def ranges(self, path_suffix: str = "") -> list[str | None]:
-        """The Range header of every GET whose path ends with ``path_suffix``."""
-        return [r.range for r in self.requests if r.method == "GET" and r.path.endswith(path_suffix)]
+        """The Range header of every file GET (resolve or CDN) whose path ends with ``path_suffix``."""
+        return [r.range for r in self.requests if r.method == "GET" and r.path.endswith(path_suffix)
+                and ("/resolve/" in r.path or r.path.startswith("/cdn/"))]
 
     # -- life cycle ----------------------------------------------------------------------------------------
     @property
