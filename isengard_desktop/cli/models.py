@@ -182,8 +182,8 @@ def _run_job(ctx: AppContext, args: argparse.Namespace, spec: dict[str, Any], pl
         emit_json({**final.to_json(), "plan": plan_json})
     else:
         say(f"Job {final.id}: {final.state}")
-        if final.error:
-            say(final.error)
+    if final.error:
+        sys.stderr.write(f"isengard: {final.error}\n")
     return EXIT_CODES.get(final.state, 1)
 
 

@@ -145,7 +145,7 @@ def plan_download(volume: Volume, extra_dirs: Iterable[Path], model_id: str, eng
 
     titles = ", ".join(ENGINE_TITLES.get(e, e) for e in engines)
     spec = {"title": f"{model.title} for {titles}", "model": model.id, "engines": list(engines),
-            "variant": variant, "files": files, "links": links}
+            "variant": variant, "models_dir": str(models_dir), "files": files, "links": links}
     free = _free_bytes(models_dir)
     plan = DownloadPlan(spec, download_bytes, reused, free, free >= download_bytes, unknown)
     log.info("download_planned", model=model.id, engines=engines, files=len(files), links=len(links),
@@ -182,6 +182,7 @@ def plan_get(volume: Volume, repo: str, path: str, folder: str, revision: str = 
     dest = safe_subfolder(volume.models_dir, folder) / safe_filename(clean.name, max_length=200)
     file = HubFile(id=clean.name, repo=repo, path=clean.as_posix(), revision=revision, size=None, sha256=None,
                    gated=False)
-    spec = {"title": f"{clean.name} from {repo}", "model": None, "files": [_file_entry(file, dest)], "links": []}
+    spec = {"title": f"{clean.name} from {repo}", "model": None, "models_dir": str(volume.models_dir),
+            "files": [_file_entry(file, dest)], "links": []}
     free = _free_bytes(volume.models_dir)
     return DownloadPlan(spec, 0, [], free, True, 1)
