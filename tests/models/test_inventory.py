@@ -184,3 +184,32 @@ def test_remove_keeps_what_another_engine_reads(volume: Volume) -> None:
 
     inventory.remove(volume, "tiny-flux")
     assert engines(volume)["comfyui"].state == "missing" and models.is_dir()
+
+
+def test_a_whole_diffusers_snapshot_in_the_hf_cache_becomes_the_model_folder(volume: Volume, tmp_path: Path) -> None:
+    cache = tmp_path / "hf-cache"
+    for fid in tiny.DIFFUSERS_IDS:
+        blob = tiny.hf_cache_file(cache, tiny.REPO, tiny.FILES[fid][1], tiny.content(fid))
+        if fid in tiny.SMALL:  # a small file's blob is named by its git id, not by a sha256
+            blob.rename(blob.with_name("1234abcd" + fid))
+            link = cache / f"models--{tiny.REPO.replace('/', '--')}/snapshots/{'0' * 40}/{tiny.FILES[fid][1]}"
+            link.unlink()
+            link.symlink_to(os.path.relpath(blob.with_name("1234abcd" + fid), link.parent))
+    assert all(f.source == "hf_cache" for f in engines(volume)["diffusers"].files)
+    assert not engines(volume)["diffusers"].ready  # the built-in engine reads models/Tiny-FLUX, not the cache
+
+    plan = planning.plan_download(volume, [], "tiny-flux", ["diffusers"])
+    assert plan.spec["files"] == [] and plan.download_bytes == 0 and len(plan.spec["links"]) == 7
+    run_links(plan)
+    status = engines(volume)["diffusers"]
+    assert status.ready and all(f.source == "volume" for f in status.files)
+
+
+def test_a_file_without_a_published_sha256_is_only_taken_from_the_same_layout(volume: Volume, tmp_path: Path) -> None:
+    extra = tmp_path / "models"
+    # Same size and name as the catalogue's config, but in another model's folder: not taken.
+    tiny.place(extra, "model_index", "Other-FLUX/model_index.json")
+    assert by_dest(engines(volume, [extra])["diffusers"])[DIFFUSERS["model_index"]].state == "missing"
+    tiny.place(extra, "model_index", "Tiny-FLUX/model_index.json")
+    found = by_dest(engines(volume, [extra])["diffusers"])[DIFFUSERS["model_index"]]
+    assert (found.state, found.where) == ("present", extra / "Tiny-FLUX/model_index.json")

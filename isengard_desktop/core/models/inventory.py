@@ -207,6 +207,8 @@ def verify(volume: Volume, extra_dirs: Iterable[Path], model_id: str | None = No
             for item in engine.files:
                 if item.where is None or item.state not in ("present", "verified") or not item.checkable:
                     continue
+                if item.source != "volume" and not item.in_place:
+                    continue  # found elsewhere, not used yet: a download plan checks it before linking it
                 if item.state == "verified" and not force:
                     continue
                 todo.setdefault(item.where, []).append(item)

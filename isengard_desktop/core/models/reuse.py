@@ -142,14 +142,16 @@ class ReuseIndex:
         out = []
         for root, by_size, by_rel in self._extra_index():
             found: list[Path] = []
-            if file.size is not None and file.size >= MIN_SIZE_MATCH:
+            if file.sha256 and file.size is not None and file.size >= MIN_SIZE_MATCH:
+                # Any name: the size finds it, the sha256 decides before it is used (FLUX.1-dev and FLUX.1-Krea-dev
+                # shards have the same sizes and different weights).
                 suffix = Path(file.path).suffix
                 found = [p for p in by_size.get(file.size, []) if p.suffix == suffix]
             else:
-                for rel, path in by_rel.items():
-                    if rel == placement.dest or rel.endswith("/" + placement.dest) or rel.endswith("/" + file.path):
-                        if size_ok(file, file_size(path)):
-                            found.append(path)
+                # Nothing to check it against: only the same place in a copy of the same layout will do.
+                found = [path for rel, path in by_rel.items()
+                         if (rel == placement.dest or rel.endswith("/" + placement.dest))
+                         and size_ok(file, file_size(path))]
             for path in found:
                 rel_parts = path.relative_to(root).parts
                 in_place = len(rel_parts) >= 2 and rel_parts[0] in placement.in_place_folders
