@@ -93,7 +93,8 @@ def _print_status(statuses: list[Any]) -> None:
             say(f"  {name}{variant}: {engine.state}{' and ready' if engine.ready else ''} — "
                 f"{human(engine.total_bytes)}{missing}")
             for item in engine.files:
-                where = f" at {item.where}" if item.where and item.source != "volume" else ""
+                shown = item.where and not (item.in_place and item.source == "volume")
+                where = f" at {item.where}" if shown else ""
                 note = f" ({item.source})" if item.source not in ("", "volume") else ""
                 say(f"    {item.state:<9} {human(item.placement.file.size):>9}  {item.placement.dest}{note}{where}")
                 if item.problem:

@@ -213,3 +213,19 @@ def test_a_file_without_a_published_sha256_is_only_taken_from_the_same_layout(vo
     tiny.place(extra, "model_index", "Tiny-FLUX/model_index.json")
     found = by_dest(engines(volume, [extra])["diffusers"])[DIFFUSERS["model_index"]]
     assert (found.state, found.where) == ("present", extra / "Tiny-FLUX/model_index.json")
+
+
+def test_comfyui_is_ready_only_once_the_shared_vae_is_linked_into_its_folder(volume: Volume) -> None:
+    place_diffusers(volume)
+    for fid, dest in (("single", "diffusion_models/tiny-flux.safetensors"),
+                      ("clip_l", "text_encoders/clip_l.safetensors"),
+                      ("t5_fp16", "text_encoders/t5xxl_fp16.safetensors")):
+        tiny.place(volume.models_dir, fid, dest)
+    comfy = engines(volume)["comfyui"]
+    vae = by_dest(comfy)["vae/ae.safetensors"]
+    assert (vae.state, vae.where, vae.in_place) == ("present", volume.models_dir / DIFFUSERS["vae"], False)
+    assert comfy.state == "present" and not comfy.ready  # ComfyUI reads vae/, where nothing is yet
+    plan = planning.plan_download(volume, [], "tiny-flux", ["comfyui"])
+    assert plan.spec["files"] == [] and [r["source"] for r in plan.reused] == ["volume"]
+    run_links(plan)
+    assert engines(volume)["comfyui"].ready

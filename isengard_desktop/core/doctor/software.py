@@ -136,10 +136,15 @@ def token_check(facts: Facts) -> list[Check]:
     if first.reason == "offline":
         return [Check("Hugging Face token", WARN, str(first),
                       "Check the internet connection and run the checks again.")]
-    action = "set_token" if first.reason in ("no_token", "bad_token") else None
-    return [Check("Hugging Face token", FAIL, " ".join(str(p) for p in problems),
-                  f"Open {first.fix_url} and follow it (accept the licence, or make a new token), then run the "
-                  "checks again.", action)]
+    if first.reason in ("no_token", "bad_token"):
+        fix, action = f"Make a new read token at {first.fix_url} and paste it in Settings → General.", "set_token"
+    elif first.reason == "pending":
+        fix, action = (f"Wait for the model's authors to approve your request ({first.fix_url}), then run the "
+                       "checks again."), None
+    else:
+        fix, action = (f"Open {first.fix_url}, accept the model's licence with the account of your token, then run "
+                       "the checks again."), None
+    return [Check("Hugging Face token", FAIL, " ".join(str(p) for p in problems), fix, action)]
 
 
 def _loopback(address: str) -> bool:

@@ -34,7 +34,7 @@ class FileStatus:
     partial_bytes: int = 0
     source: str = ""  # "volume" | "hf_cache" | "extra_dir" | ""
     file: HubFile | None = None  # which accepted file is there (the placement's own or an alternative)
-    in_place: bool = False  # the engine reads it where it is (no link needed)
+    in_place: bool = False  # the engine reads it where it is: at its destination, or in a folder ComfyUI reads
     checkable: bool = True  # a sha256 is known to check it against (not for small non-LFS files)
     problem: str = ""  # set by verify: the file is there but its sha256 is not the published one
 
@@ -148,7 +148,9 @@ def _engine_status(models_dir: Path, model: CatalogueModel, engine: str, variant
     missing = sum(max((f.placement.file.size or 0) - f.partial_bytes, 0)
                   for f in files if f.state in ("missing", "partial"))
     state = engine_state(files)
-    ready = state in ("present", "verified") and all(f.source == "volume" or f.in_place for f in files)
+    # Ready: every file where the engine reads it (at its destination, or in a folder ComfyUI reads); a file
+    # elsewhere in the volume or in the HF cache still needs its link.
+    ready = state in ("present", "verified") and all(f.in_place for f in files)
     chosen = variant or (model.variants(engine) or [None])[0]
     return EngineModelStatus(engine, state, files, missing, total, chosen, ready)
 

@@ -1,0 +1,70 @@
+"""The doctor's token check against a hub of our own on loopback (tests/models/fake_hub.py), never the real one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from isengard_desktop.context import AppContext
+from isengard_desktop.core.doctor import run_checks
+from isengard_desktop.core.secrets import set_hf_token
+from tests.models.fake_hub import FakeHub
+
+REPO = "black-forest-labs/FLUX.1-dev"
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    server = FakeHub().start()
+    server.add_file(REPO, "model_index.json", b"{}", lfs=False, gated=True)
+    server.add_token("hf_accepted", {REPO: "accepted"})
+    server.add_token("hf_waiting", {REPO: "pending"})
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def production(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppContext]:
+    import keyring.core
+
+    from tests.models.file_keyring import ENV, FileKeyring
+
+    monkeypatch.setenv(ENV, str(tmp_path / "keyring.json"))  # never the real keyring
+    monkeypatch.setattr(keyring.core, "_keyring_backend", FileKeyring())
+    ctx = AppContext.open(tmp_path / "vol", "production")
+    yield ctx
+    ctx.close()
+
+
+def token_check(ctx: AppContext, online: bool = True):
+    return next(c for c in run_checks(ctx, online=online, gpus=[]) if c.name == "Hugging Face token")
+
+
+@pytest.mark.parametrize(("token", "status", "words", "action"), [
+    (None, "warn", "No token is stored", "set_token"),
+    ("hf_accepted", "ok", f"may download {REPO}", None),
+    ("hf_waiting", "fail", "awaiting", None),
+    ("hf_unknown", "fail", "token", "set_token"),
+])
+def test_token_answers(hub: FakeHub, production: AppContext, token: str | None, status: str, words: str,
+                       action: str | None) -> None:
+    if token:
+        set_hf_token(token)
+    check = token_check(production)
+    assert check.status == status and words in check.detail and check.action == action
+    if status == "fail":
+        assert REPO in check.detail and hub.url in check.fix  # the link that fixes it, on this hub
+    assert all(token not in text for text in (check.detail, check.fix) if token)  # never shown
+
+
+def test_offline_run_does_not_ask_the_hub(hub: FakeHub, production: AppContext) -> None:
+    set_hf_token("hf_unknown")
+    assert token_check(production, online=False).status == "ok"
+    assert not [r for r in hub.requests if "auth-check" in r.path]
