@@ -91,6 +91,19 @@ def test_get_one_file_into_a_models_folder_and_never_outside(tmp_path: Path, env
     assert refused.stderr.count("\n") == 1 and "not a folder inside models/" in refused.stderr
     assert not (tmp_path / "outside").exists()
 
+    # The person's own file of the same name is never overwritten; our verified download is simply kept.
+    mine = volume / "models/checkpoints/t5xxl_fp16.safetensors"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"my own file")
+    clash = run(volume, env, "models", "get", tiny.ENCODERS, "t5xxl_fp16.safetensors", "--to", "checkpoints")
+    assert clash.returncode == 1 and "already exists" in clash.stderr and mine.read_bytes() == b"my own file"
+    again = run(volume, env, "models", "get", tiny.ENCODERS, "clip_l.safetensors", "--to", "loras/shared", "--json")
+    assert again.returncode == 0 and dest.read_bytes() == tiny.content("clip_l")
+
+    gated = run(volume, env, "models", "get", tiny.REPO, "ae.safetensors", "--to", "vae")
+    assert gated.returncode == 1 and tiny.REPO in gated.stderr and "Traceback" not in gated.stderr
+    assert not (volume / "models/vae/ae.safetensors").exists()
+
 
 def test_download_of_a_gated_model_without_a_token_says_why(tmp_path: Path, env: dict[str, str]) -> None:
     out = run(tmp_path / "vol", env, "models", "download", "tiny-flux", "--for", "diffusers")

@@ -218,7 +218,10 @@ def verify(volume: Volume, extra_dirs: Iterable[Path], model_id: str | None = No
     done = 0
     hashed: dict[tuple[int, int], str] = {}  # (device, inode): hard links are hashed once
     for path, items in todo.items():
-        st = path.stat()
+        try:
+            st = path.stat()
+        except OSError:
+            continue  # gone since the status was read
         key = (st.st_dev, st.st_ino)
         if key not in hashed:
             base = done

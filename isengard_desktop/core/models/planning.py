@@ -180,6 +180,10 @@ def plan_get(volume: Volume, repo: str, path: str, folder: str, revision: str = 
     if clean.is_absolute() or ".." in clean.parts or not clean.name:
         raise ValidationError(f"{path!r} is not a file path inside the repository {repo}.")
     dest = safe_subfolder(volume.models_dir, folder) / safe_filename(clean.name, max_length=200)
+    if dest.exists() and _ledger_sha(volume.models_dir, dest) is None:
+        # Not one we downloaded and checked: it may be the person's own file of the same name.
+        raise ValidationError(f"{dest} already exists and is not a file this app downloaded; move it away or choose "
+                              "another folder with --to.")
     file = HubFile(id=clean.name, repo=repo, path=clean.as_posix(), revision=revision, size=None, sha256=None,
                    gated=False)
     spec = {"title": f"{clean.name} from {repo}", "model": None, "models_dir": str(volume.models_dir),
