@@ -174,3 +174,10 @@ def test_query_gpus_reads_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyP
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     assert [g.name for g in query_gpus()] == ["NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 3090"]
+
+
+def test_query_gpus_without_a_driver_is_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from isengard_desktop.core.mode import query_gpus
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi; NVML finds no driver library here either
+    assert query_gpus() == []
