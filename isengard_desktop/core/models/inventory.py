@@ -1,14 +1,13 @@
 """What the volume holds of each catalogue model, per engine: missing, partial, present or verified, and where.
 
 ``status`` is cheap (stat calls, one HF cache scan, no hashing); ``verify`` hashes what is in place and records
-the result in the ledger (models/.verified.json), so a file is hashed again only after it changed. ``remove``
-deletes a model's files except those another engine or model still reads. Planning a download lives in
-``planning`` (re-exported here as the contract names it).
+the result in the ledger (models/.verified.json), so a file is hashed again only after it changed. Planning a
+download lives in ``planning`` and removing a model in ``removal`` (both re-exported here, as the contract names
+them).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,65 +252,14 @@ def verify(volume: Volume, extra_dirs: Iterable[Path], model_id: str | None = No
     return statuses
 
 
-def remove(volume: Volume, model_id: str, engines: Iterable[str] | None = None) -> int:
-    """Delete the model's files for ``engines`` (default: all); returns the bytes freed.
-
-    Files another engine or another catalogue model reads are kept (so are the targets of their symlinks);
-    a hard-linked file frees its bytes only when its last link goes.
-    """
-    model = catalogue.get(model_id)
-    chosen = set(engines or model.engines())
-    models_dir = volume.models_dir
-    doomed: set[str] = set()
-    kept: set[str] = set()
-    for other in catalogue.load():
-        for engine in other.engines():
-            dests = {p.dest for p in other.layout(engine).placements}
-            (doomed if other.id == model.id and engine in chosen else kept).update(dests)
-    doomed -= kept
-    kept_targets = set()
-    for dest in kept:
-        path = models_dir / dest
-        if path.is_symlink():
-            kept_targets.add(path.resolve())
-    freed = 0
-    for dest in sorted(doomed):
-        path = models_dir / dest
-        for target in (path, partial_path(path)):
-            if target.is_symlink():
-                target.unlink()
-                continue
-            if not target.is_file():
-                continue
-            if target.resolve() in kept_targets:
-                log.info("model_file_kept", path=str(target), reason="another engine links to it")
-                continue
-            st = target.stat()
-            target.unlink()
-            if st.st_nlink == 1:
-                freed += st.st_size
-    _prune_empty(models_dir, doomed)
-    log.info("model_removed", model=model.id, engines=sorted(chosen), freed_bytes=freed)
-    return freed
-
-
-def _prune_empty(models_dir: Path, dests: set[str]) -> None:
-    """Remove folders the model's files leave empty (FLUX.1-dev/transformer/...), never models/ itself."""
-    folders = {(models_dir / d).parent for d in dests}
-    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-        current = folder
-        while current != models_dir and models_dir in current.parents:
-            try:
-                os.rmdir(current)
-            except OSError:
-                break
-            current = current.parent
-
-
 def __getattr__(name: str) -> Any:
-    # plan_download / DownloadPlan live in planning.py; the contract names them here.
+    # plan_download / DownloadPlan live in planning.py, remove in removal.py; the contract names them here.
     if name in ("plan_download", "DownloadPlan", "plan_get"):
         from isengard_desktop.core.models import planning
 
         return getattr(planning, name)
+    if name == "remove":
+        from isengard_desktop.core.models import removal
+
+        return removal.remove
     raise AttributeError(name)
