@@ -44,7 +44,7 @@ def remove(volume: Volume, model_id: str, engines: Iterable[str] | None = None) 
     freed = 0
     for dest in sorted(doomed):
         path = models_dir / dest
-        for target in (path, partial_path(path)):
+        for target in (path, partial_path(path), path.with_name(path.name + ".partial.json")):  # + resume sidecar
             if target.is_symlink():
                 target.unlink()
                 continue
