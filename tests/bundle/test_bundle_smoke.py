@@ -66,6 +66,13 @@ def clean_env(world: dict[str, Path], **extra: str) -> dict[str, str]:
     return env
 
 
+def finish_first_run(volume: Path) -> None:
+    """What pressing Skip on the first-run page records: the window opens on its tabs next time."""
+    path = volume / "settings.json"
+    settings = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    path.write_text(json.dumps({**settings, "first_run_done": True}), encoding="utf-8")
+
+
 def run(bundle: Path, world: dict[str, Path], *args: str, check: bool = True, env: dict[str, str] | None = None,
         timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(bundle / "isengard"), "--volume", str(world["volume"]), *args], capture_output=True,
@@ -80,47 +87,6 @@ def test_version_without_python(bundle: Path, world: dict[str, Path]) -> None:
     out = subprocess.run([str(bundle / "isengard"), "--version"], capture_output=True, text=True,
                          env=clean_env(world), timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "isengard 0.1.0"
-
-
-def test_window_shows_its_first_frame(bundle: Path, world: dict[str, Path]) -> None:
-    env = clean_env(world, ISENGARD_EXIT_AFTER_SHOW="1")
-    out = run(bundle, world, env=env, timeout=60)
-    assert any(line.startswith("startup_s=") for line in out.stdout.splitlines()), out.stderr[-2000:]
-
-
-def test_window_screenshot_under_a_display(bundle: Path, world: dict[str, Path]) -> None:
-    """Under xvfb-run: the real window on an X server, captured from outside the app."""
-    display = os.environ.get("DISPLAY")
-    if not display:
-        pytest.skip("no DISPLAY: run under xvfb-run for the screenshot")
-    from PIL import ImageGrab
-
-    env = clean_env(world, DISPLAY=display)
-    env.pop("QT_QPA_PLATFORM")
-    if os.environ.get("XAUTHORITY"):
-        env["XAUTHORITY"] = os.environ["XAUTHORITY"]
-    app = subprocess.Popen([str(bundle / "isengard"), "--volume", str(world["volume"])], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline, shot = time.monotonic() + 60, None
-        while time.monotonic() < deadline and app.poll() is None:
-            time.sleep(1.0)
-            shot = ImageGrab.grab(xdisplay=display)
-            if len(shot.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20:  # more than a blank screen
-                time.sleep(2.0)  # let the first tab finish drawing
-                shot = ImageGrab.grab(xdisplay=display)
-                break
-        assert app.poll() is None, app.stderr.read()[-2000:] if app.stderr else ""
-        folder = Path(os.environ.get("ISENGARD_BUNDLE_SHOTS", ROOT / "bench" / "out"))
-        folder.mkdir(parents=True, exist_ok=True)
-        shot.save(folder / "bundle-window.png")
-        assert len(shot.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20, "the screen stayed blank"
-    finally:
-        app.send_signal(signal.SIGTERM)
-        try:
-            app.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            app.kill()
 
 
 def _photos(folder: Path) -> Path:
@@ -187,6 +153,56 @@ def test_cancel_with_ctrl_c_then_resume(bundle: Path, world: dict[str, Path]) ->
     assert resumed["progress"]["step"] == 40
 
 
+def test_window_shows_its_first_frame_on_a_new_volume(bundle: Path, world: dict[str, Path]) -> None:
+    """A new user's first start: the window (its first-run page) on an empty volume."""
+    env = clean_env(world, ISENGARD_EXIT_AFTER_SHOW="1")
+    out = subprocess.run([str(bundle / "isengard"), "--volume", str(world["base"] / "new-volume")], capture_output=True,
+                         text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    assert any(line.startswith("startup_s=") for line in out.stdout.splitlines()), out.stderr[-2000:]
+
+
+def test_window_shows_the_trained_character(bundle: Path, world: dict[str, Path]) -> None:
+    """The main window on the volume the CLI filled (first-run page finished)."""
+    finish_first_run(world["volume"])
+    out = run(bundle, world, env=clean_env(world, ISENGARD_EXIT_AFTER_SHOW="1"), timeout=60)
+    assert any(line.startswith("startup_s=") for line in out.stdout.splitlines()), out.stderr[-2000:]
+
+
+def test_window_screenshot_under_a_display(bundle: Path, world: dict[str, Path]) -> None:
+    """Under xvfb-run: the real main window on an X server, captured from outside the app."""
+    display = os.environ.get("DISPLAY")
+    if not display:
+        pytest.skip("no DISPLAY: run under xvfb-run for the screenshot")
+    from PIL import ImageGrab
+
+    env = clean_env(world, DISPLAY=display)
+    env.pop("QT_QPA_PLATFORM")
+    if os.environ.get("XAUTHORITY"):
+        env["XAUTHORITY"] = os.environ["XAUTHORITY"]
+    app = subprocess.Popen([str(bundle / "isengard"), "--volume", str(world["volume"])], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, shot = time.monotonic() + 60, None
+        while time.monotonic() < deadline and app.poll() is None:
+            time.sleep(1.0)
+            shot = ImageGrab.grab(xdisplay=display)
+            if len(shot.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20:  # more than a blank screen
+                time.sleep(2.0)  # let the first tab finish drawing
+                shot = ImageGrab.grab(xdisplay=display)
+                break
+        assert app.poll() is None, app.stderr.read()[-2000:] if app.stderr else ""
+        folder = Path(os.environ.get("ISENGARD_BUNDLE_SHOTS", ROOT / "bench" / "out"))
+        folder.mkdir(parents=True, exist_ok=True)
+        shot.save(folder / "bundle-window.png")
+        assert len(shot.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20, "the screen stayed blank"
+    finally:
+        app.send_signal(signal.SIGTERM)
+        try:
+            app.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            app.kill()
+
+
 def test_engine_install_without_a_python_says_what_to_install(bundle: Path, world: dict[str, Path]) -> None:
     out = run(bundle, world, "engines", "install", "aitoolkit", "--source", str(world["base"]), check=False)
     assert out.returncode == 1 and "Traceback" not in out.stderr
@@ -204,3 +220,7 @@ def test_engine_install_from_the_snapshots(bundle: Path, world: dict[str, Path])
     status = {e["name"]: e for e in json.loads(run(bundle, world, "engines", "status", "--json", env=env).stdout)}
     assert status["aitoolkit"]["installed"] and status["aitoolkit"]["matches_pin"], status["aitoolkit"]
     assert status["aitoolkit"]["environment_ok"], status["aitoolkit"]
+    # The bundle's worker drives AI-Toolkit's own Python: a few steps on the tiny model.
+    trained = json.loads(run(bundle, world, "train", "Ada", "--engine", "aitoolkit", "--preset", "quick", "--steps",
+                             "4", "--json", env=env).stdout)
+    assert trained["state"] == "succeeded" and Path(trained["result"]["lora"]).is_file(), trained
