@@ -29,8 +29,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         handler=list_cmd)
     download = actions.add_parser("download", parents=[common], help="download a base model (resumable job)")
     download.add_argument("model", metavar="MODEL")
-    download.add_argument("--for", dest="engines", action="append", choices=ENGINES,
-                          help="the engine to download for (repeatable); default: the engines installed")
+    download.add_argument("--for", dest="engines", action="append", metavar="ENGINE",
+                          help="comfyui, diffusers or aitoolkit (repeatable, or comma-separated); default: the "
+                               "engines installed")
     download.add_argument("--variant", help="e.g. fp8 for ComfyUI's smaller T5 text encoder")
     download.add_argument("--no-check-reuse", action="store_true",
                           help="link files found on the machine without hashing them first")
@@ -41,8 +42,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     verify.set_defaults(handler=verify_cmd)
     remove = actions.add_parser("remove", parents=[common], help="delete a model's files (shared files are kept)")
     remove.add_argument("model", metavar="MODEL")
-    remove.add_argument("--for", dest="engines", action="append", choices=ENGINES,
-                        help="remove only what this engine reads (repeatable); default: every engine")
+    remove.add_argument("--for", dest="engines", action="append", metavar="ENGINE",
+                        help="remove only what this engine reads (repeatable, or comma-separated); default: all")
     remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     remove.set_defaults(handler=remove_cmd)
     get = actions.add_parser("get", parents=[common], help="download one file of any hub repository")
@@ -63,6 +64,17 @@ def human(size: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} TB"
+
+
+def chosen_engines(values: list[str] | None) -> list[str] | None:
+    """``--for comfyui --for diffusers`` or ``--for comfyui,diffusers``; None when not given."""
+    if not values:
+        return None
+    names = [n.strip().lower() for v in values for n in v.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ENGINES]
+    if unknown:
+        raise ValidationError(f"There is no engine {unknown[0]!r}; choose among {', '.join(ENGINES)}.")
+    return list(dict.fromkeys(names))
 
 
 def _extra_dirs(ctx: AppContext) -> list[Path]:
@@ -135,7 +147,7 @@ def remove_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     from isengard_desktop.core.models import catalogue, inventory
 
     model = catalogue.get(args.model)
-    engines = args.engines or model.engines()
+    engines = chosen_engines(args.engines) or model.engines()
     confirm(args, f"Delete the files of {model.title} that only {', '.join(engines)} read?")
     freed = inventory.remove(ctx.volume, model.id, engines)
     if args.json:
@@ -192,7 +204,7 @@ def download_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     from isengard_desktop.core.models import catalogue, planning
 
     model = catalogue.get(args.model)
-    engines = list(dict.fromkeys(args.engines or [e for e in default_engines() if e in model.engines()]))
+    engines = chosen_engines(args.engines) or [e for e in default_engines() if e in model.engines()]
     if args.variant and not any(args.variant in model.variants(e) for e in engines):
         raise ValidationError(f"{model.title} has no variant {args.variant!r} for {', '.join(engines)}.")
     bar = ProgressBar("Checking files found on this machine", enabled=not args.json)

@@ -115,7 +115,7 @@ def test_download_of_a_gated_model_without_a_token_says_why(tmp_path: Path, env:
 def test_download_for_two_engines_fetches_each_file_once(tmp_path: Path, env: dict[str, str], hub: FakeHub) -> None:
     with_token(env)
     volume = tmp_path / "vol"
-    out = run(volume, env, "models", "download", "tiny-flux", "--for", "comfyui", "--for", "diffusers", "--json")
+    out = run(volume, env, "models", "download", "tiny-flux", "--for", "comfyui,diffusers", "--json")
     assert out.returncode == 0, out.stderr
     engines = comfy_status(volume, env)
     assert all(engines[name]["ready"] for name in engines), engines
