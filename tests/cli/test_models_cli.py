@@ -129,6 +129,23 @@ def test_download_for_two_engines_fetches_each_file_once(tmp_path: Path, env: di
     again = run(volume, env, "models", "download", "tiny-flux", "--for", "comfyui", "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["plan"]["nothing_to_do"]
 
+    # verify: every file was recorded by the download; a changed byte is named with the file.
+    assert run(volume, env, "models", "verify", "tiny-flux").returncode == 0
+    single = models / "diffusion_models/tiny-flux.safetensors"
+    data = bytearray(single.read_bytes())
+    data[-1] ^= 1
+    single.write_bytes(bytes(data))
+    checked = run(volume, env, "models", "verify", "tiny-flux")
+    assert checked.returncode == 1 and str(single) in checked.stderr and "Traceback" not in checked.stderr
+
+    # remove asks first; ComfyUI's files go, the diffusers VAE its vae/ link pointed at stays.
+    asked = run(volume, env, "models", "remove", "tiny-flux", "--for", "comfyui")
+    assert asked.returncode == 1 and "--yes" in asked.stderr and single.exists()
+    removed = json.loads(run(volume, env, "models", "remove", "tiny-flux", "--for", "comfyui", "--yes",
+                             "--json").stdout)
+    assert removed["freed_bytes"] == tiny.FILES["single"][2] + tiny.FILES["t5_fp16"][2]
+    assert not single.exists() and (models / "Tiny-FLUX/vae/diffusion_pytorch_model.safetensors").is_file()
+
 
 @pytest.mark.slow
 def test_download_resumes_after_a_cancel(tmp_path: Path, env: dict[str, str], hub: FakeHub) -> None:
