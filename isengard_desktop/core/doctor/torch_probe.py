@@ -45,6 +45,30 @@ def probe(python: Path | str, timeout: float = TIMEOUT_S) -> TorchInfo | str:
     return TorchInfo(str(version), cuda, list(arch_list or []))
 
 
+_APP_ANSWERS: dict[tuple[str, int], TorchInfo] = {}
+
+
+def probe_app() -> TorchInfo | str:
+    """The app's own torch, asked once per install: the answer is kept until torch/version.py changes (a reinstall
+    rewrites it), which ``find_spec`` tells without importing torch."""
+    from importlib.util import find_spec
+
+    spec = find_spec("torch")
+    if spec is None or spec.origin is None:
+        return f"{sys.executable} has no torch installed"
+    version_file = Path(spec.origin).with_name("version.py")
+    try:
+        key = (str(version_file), version_file.stat().st_mtime_ns)
+    except OSError:
+        return probe(sys.executable)
+    if key not in _APP_ANSWERS:
+        answer = probe(sys.executable)
+        if isinstance(answer, str):
+            return answer
+        _APP_ANSWERS[key] = answer
+    return _APP_ANSWERS[key]
+
+
 def _engine_pythons(facts: Facts) -> dict[str, Path]:
     """The python of each installed engine (the dev variables first, as engines_status reads them)."""
     from isengard_desktop.core.engines_status import ENV_DIRS, ENV_PYTHONS, pins
@@ -96,9 +120,10 @@ def app_fix(facts: Facts, version: str) -> str:
 def torch_checks(facts: Facts) -> list[Check]:
     from concurrent.futures import ThreadPoolExecutor
 
-    pythons = {"app": Path(sys.executable), **_engine_pythons(facts)}
+    pythons = _engine_pythons(facts)
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="doctor-torch") as pool:
-        answers = dict(zip(pythons, pool.map(probe, pythons.values()), strict=True))
+        futures = {"app": pool.submit(probe_app), **{name: pool.submit(probe, py) for name, py in pythons.items()}}
+        answers = {name: future.result() for name, future in futures.items()}
     checks = []
     for label, info in answers.items():
         if label == "app":
