@@ -89,7 +89,7 @@ def test_verify_names_a_changed_file(volume: Volume) -> None:
     result = inventory.verify(volume, [], "tiny-flux")[0].engines["diffusers"]
     problem = by_dest(result)[DIFFUSERS["vae"]].problem
     assert str(vae) in problem and "test-org/tiny-flux/vae/diffusion_pytorch_model.safetensors" in problem
-    assert not result.ready and result.state == "present"
+    assert not result.ready and result.state == "partial" and result.missing_bytes == tiny.FILES["vae"][2]
 
 
 def test_hf_cache_file_is_linked_not_copied(volume: Volume, tmp_path: Path) -> None:
@@ -229,3 +229,24 @@ def test_comfyui_is_ready_only_once_the_shared_vae_is_linked_into_its_folder(vol
     assert plan.spec["files"] == [] and [r["source"] for r in plan.reused] == ["volume"]
     run_links(plan)
     assert engines(volume)["comfyui"].ready
+
+
+def test_a_file_found_to_be_another_is_remembered_and_downloaded_again(volume: Volume, tmp_path: Path) -> None:
+    extra = tmp_path / "ComfyUI" / "models"
+    impostor = tiny.place(extra, "single", "unet/tiny-flux.safetensors", data=bytes(tiny.FILES["single"][2]))
+    assert by_dest(engines(volume, [extra])["comfyui"])["diffusion_models/tiny-flux.safetensors"].in_place
+    checked = by_dest(inventory.verify(volume, [extra], "tiny-flux")[0].engines["comfyui"])
+    item = checked["diffusion_models/tiny-flux.safetensors"]
+    assert item.state == "missing" and str(impostor) in item.problem and "not used as that file" in item.problem
+    # The cheap status remembers it (the ledger holds its hash) and the plan downloads the real one.
+    again = by_dest(engines(volume, [extra])["comfyui"])["diffusion_models/tiny-flux.safetensors"]
+    assert again.state == "missing" and again.where is None
+    plan = planning.plan_download(volume, [extra], "tiny-flux", ["comfyui"])
+    assert "tiny-flux.safetensors" in {Path(f["dest"]).name for f in plan.spec["files"]}
+
+    wrong = tiny.place(volume.models_dir, "vae", DIFFUSERS["vae"], data=bytes(tiny.FILES["vae"][2]))
+    inventory.verify(volume, [], "tiny-flux")
+    status = by_dest(engines(volume)["diffusers"])[DIFFUSERS["vae"]]
+    assert status.state == "missing" and str(wrong) in status.problem
+    plan = planning.plan_download(volume, [], "tiny-flux", ["diffusers"])
+    assert str(wrong) in {f["dest"] for f in plan.spec["files"]}

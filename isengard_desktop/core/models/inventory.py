@@ -17,7 +17,7 @@ import structlog
 
 from isengard_desktop.core.models import catalogue
 from isengard_desktop.core.models.catalogue import CatalogueModel, HubFile, Placement
-from isengard_desktop.core.models.reuse import Candidate, ReuseIndex, file_size, size_ok
+from isengard_desktop.core.models.reuse import ReuseIndex, file_size, size_ok
 from isengard_desktop.storage.volume import Volume
 
 log = structlog.get_logger(__name__)
@@ -110,14 +110,32 @@ def is_verified(models_dir: Path, path: Path, file: HubFile) -> bool:
     return file.sha256 is None or recorded == file.sha256
 
 
+def known_mismatch(models_dir: Path, path: Path, placement: Placement) -> bool:
+    """Whether ``path`` was hashed (as it is now) and is none of the files the placement accepts."""
+    expected = expected_sha256(placement)
+    recorded = _ledger_sha(models_dir, path) if expected else None
+    return recorded is not None and recorded not in expected
+
+
+def _mismatch_text(path: Path, placement: Placement) -> str:
+    file = placement.file
+    return (f"{path} has the size of {file.repo}/{file.path} but not its sha256; download it again (the download "
+            "replaces it).")
+
+
 def file_status(models_dir: Path, placement: Placement, index: ReuseIndex) -> FileStatus:
     dest = models_dir / placement.dest
+    checkable = bool(placement.file.sha256)
     held = _held(placement, file_size(dest))
+    if held is not None and known_mismatch(models_dir, dest, placement):
+        # Hashed before and found to be another file: it counts as missing (a download replaces it).
+        return FileStatus(placement, "missing", dest, 0, "volume", None, False, checkable,
+                          _mismatch_text(dest, placement))
     if held is not None:
         verified = is_verified(models_dir, dest, held)
         return FileStatus(placement, "verified" if verified else "present", dest, 0, "volume", held, True,
                           bool(held.sha256) or verified)
-    found: list[Candidate] = index.find(placement)
+    found = [c for c in index.find(placement) if not known_mismatch(models_dir, c.path, placement)]
     if found:
         best = found[0]
         verified = is_verified(models_dir, best.path, best.file)
@@ -126,8 +144,8 @@ def file_status(models_dir: Path, placement: Placement, index: ReuseIndex) -> Fi
     partial = partial_path(dest)
     size = file_size(partial)
     if size is not None:
-        return FileStatus(placement, "partial", partial, size, "volume", None, False, bool(placement.file.sha256))
-    return FileStatus(placement, "missing", None, 0, "", None, False, bool(placement.file.sha256))
+        return FileStatus(placement, "partial", partial, size, "volume", None, False, checkable)
+    return FileStatus(placement, "missing", None, 0, "", None, False, checkable)
 
 
 def engine_state(files: list[FileStatus]) -> str:
@@ -140,12 +158,16 @@ def engine_state(files: list[FileStatus]) -> str:
     return "partial"
 
 
+def _missing_bytes(files: list[FileStatus]) -> int:
+    return sum(max((f.placement.file.size or 0) - f.partial_bytes, 0)
+               for f in files if f.state in ("missing", "partial"))
+
+
 def _engine_status(models_dir: Path, model: CatalogueModel, engine: str, variant: str | None,
                    index: ReuseIndex) -> EngineModelStatus:
     files = [file_status(models_dir, p, index) for p in model.placements(engine, variant)]
     total = sum(f.placement.file.size or 0 for f in files)
-    missing = sum(max((f.placement.file.size or 0) - f.partial_bytes, 0)
-                  for f in files if f.state in ("missing", "partial"))
+    missing = _missing_bytes(files)
     state = engine_state(files)
     # Ready: every file where the engine reads it (at its destination, or in a folder ComfyUI reads); a file
     # elsewhere in the volume or in the HF cache still needs its link.
@@ -241,12 +263,19 @@ def verify(volume: Volume, extra_dirs: Iterable[Path], model_id: str | None = No
                 ledger.record_verified(volume.models_dir, path, digest)
                 item.state = "verified"
             else:
+                # Recorded too: the cheap status then knows this file is not the catalogue's, without hashing.
+                ledger.record_verified(volume.models_dir, path, digest)
+                inside = volume.models_dir in path.parents
                 item.problem = (f"{path} is not {held.repo}/{held.path}: its sha256 is {digest[:12]}…, the hub "
-                                f"publishes {expected[:12]}…; delete it and download it again.")
+                                f"publishes {expected[:12]}…; "
+                                + ("download it again (the download replaces it)." if inside else
+                                   "it is not used as that file."))
+                item.state, item.in_place = "missing", False
                 log.warning("model_file_mismatch", path=str(path), expected=expected, actual=digest)
     for model in statuses:
         for engine in model.engines.values():
             engine.state = engine_state(engine.files)
+            engine.missing_bytes = _missing_bytes(engine.files)
             if any(f.problem for f in engine.files):
                 engine.ready = False
     return statuses

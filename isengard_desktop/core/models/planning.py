@@ -20,7 +20,7 @@ import structlog
 
 from isengard_desktop.core.models import catalogue
 from isengard_desktop.core.models.catalogue import HubFile, Placement
-from isengard_desktop.core.models.inventory import _ledger_sha, file_size, partial_path
+from isengard_desktop.core.models.inventory import _ledger_sha, file_size, known_mismatch, partial_path
 from isengard_desktop.core.models.reuse import Candidate, ReuseIndex
 from isengard_desktop.core.names import safe_filename
 from isengard_desktop.errors import ValidationError
@@ -109,9 +109,9 @@ def plan_download(volume: Volume, extra_dirs: Iterable[Path], model_id: str, eng
     for placement in wanted.values():
         dest = models_dir / placement.dest
         if any(file_size(dest) is not None and (f.size is None or f.size == file_size(dest))
-               for f in placement.accepts()):
+               for f in placement.accepts()) and not known_mismatch(models_dir, dest, placement):
             continue  # in place already
-        found = index.find(placement)
+        found = [c for c in index.find(placement) if not known_mismatch(models_dir, c.path, placement)]
         if any(c.in_place for c in found):
             continue  # ComfyUI reads it from the extra model folder where it is
         for candidate in found:
