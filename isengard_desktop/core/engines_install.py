@@ -252,6 +252,9 @@ def install(name: str, volume_root: Path, source: Path | None = None, progress: 
         raise InstallError(f"Installing {name} is not built yet; {', '.join(INSTALLABLE)} can be installed.")
     report = progress or (lambda done, total, what: None)
     find_engine_python()  # before any work: say at once when no Python here can build the environment
+    from isengard_desktop.core.mode import query_gpus
+
+    torch_install_args(name, query_gpus())  # likewise when no torch build runs on these GPUs with this driver
     engines_dir = volume_root / "engines"
     engines_dir.mkdir(parents=True, exist_ok=True)
     final = engines_dir / name
