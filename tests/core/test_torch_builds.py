@@ -144,3 +144,19 @@ def test_bitsandbytes_pin_carries_every_cuda_runtime_the_rule_can_choose() -> No
     data = rules()
     chosen = {b["cuda"] for r in data["torch"]["releases"].values() for b in r["builds"].values()}
     assert chosen <= set(data["bitsandbytes"]["cuda"])
+
+
+def test_install_refuses_an_old_driver_before_writing_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from isengard_desktop.core.engines_install import install
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\ncat {FIXTURES / 'rtx3090_old_driver.txt'}\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(TorchBuildError, match=r"update the NVIDIA driver to 560\.28\.03 or newer"):
+        install("comfyui", tmp_path / "volume")
+    assert not (tmp_path / "volume").exists()
