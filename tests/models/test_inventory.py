@@ -213,6 +213,9 @@ def test_a_file_without_a_published_sha256_is_only_taken_from_the_same_layout(vo
     tiny.place(extra, "model_index", "Tiny-FLUX/model_index.json")
     found = by_dest(engines(volume, [extra])["diffusers"])[DIFFUSERS["model_index"]]
     assert (found.state, found.where) == ("present", extra / "Tiny-FLUX/model_index.json")
+    # The model's own folder added in Settings works as well as the folder above it.
+    found = by_dest(engines(volume, [extra / "Tiny-FLUX"])["diffusers"])[DIFFUSERS["model_index"]]
+    assert found.where == extra / "Tiny-FLUX/model_index.json"
 
 
 def test_comfyui_is_ready_only_once_the_shared_vae_is_linked_into_its_folder(volume: Volume) -> None:

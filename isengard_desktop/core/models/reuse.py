@@ -148,9 +148,11 @@ class ReuseIndex:
                 suffix = Path(file.path).suffix
                 found = [p for p in by_size.get(file.size, []) if p.suffix == suffix]
             else:
-                # Nothing to check it against: only the same place in a copy of the same layout will do.
+                # Nothing to check it against: only the same place in a copy of the same layout will do (the
+                # folder added may be models/ above FLUX.1-dev/, or FLUX.1-dev/ itself).
                 found = [path for rel, path in by_rel.items()
-                         if (rel == placement.dest or rel.endswith("/" + placement.dest))
+                         if any(name == placement.dest or name.endswith("/" + placement.dest)
+                                for name in (rel, f"{root.name}/{rel}"))
                          and size_ok(file, file_size(path))]
             for path in found:
                 rel_parts = path.relative_to(root).parts
