@@ -13,7 +13,7 @@ import psutil
 from isengard_desktop.core.doctor import FAIL, NOTHING_TO_DO, OK, WARN, Check, Facts
 
 GB = 1024**3
-APP_TORCH = "2.13.0"  # pyproject's pin; the version asked of the real interpreter is in torch_probe.py
+APP_TORCH = "2.13.0"  # pyproject's pin, when the app's own torch cannot be asked
 DEFAULT_PRESET = "balanced"
 FAST_TEST_DISK_GB = 1  # a tiny-model run writes a few MB; leave room for logs and images
 
@@ -129,8 +129,12 @@ def gpu_checks(facts: Facts) -> list[Check]:
     driver = min((g.driver_version for g in facts.gpus), key=version_key)
     cuda = newest_cuda(driver)
     detail = f"NVIDIA driver {driver}; it runs CUDA {cuda} builds and older." if cuda else f"NVIDIA driver {driver}."
+    from isengard_desktop.core.doctor.torch_probe import TorchInfo, probe_app
+
+    app = probe_app()
+    torch_version = app.version.split("+")[0] if isinstance(app, TorchInfo) else APP_TORCH
     try:
-        build = choose_build(facts.gpus, APP_TORCH)
+        build = choose_build(facts.gpus, torch_version)
     except TorchBuildError as exc:
         fix = str(exc).split("; ", 1)[-1]
         checks.append(Check("NVIDIA driver", FAIL, f"{detail} {exc}", fix[:1].upper() + fix[1:]))

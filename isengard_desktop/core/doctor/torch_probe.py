@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def probe(python: Path | str, timeout: float = TIMEOUT_S) -> TorchInfo | str:
 
 
 _APP_ANSWERS: dict[tuple[str, int], TorchInfo] = {}
+_APP_LOCK = threading.Lock()
 
 
 def probe_app() -> TorchInfo | str:
@@ -61,12 +63,13 @@ def probe_app() -> TorchInfo | str:
         key = (str(version_file), version_file.stat().st_mtime_ns)
     except OSError:
         return probe(sys.executable)
-    if key not in _APP_ANSWERS:
-        answer = probe(sys.executable)
-        if isinstance(answer, str):
-            return answer
-        _APP_ANSWERS[key] = answer
-    return _APP_ANSWERS[key]
+    with _APP_LOCK:  # the driver check and the torch check ask at the same time: one probe for both
+        if key not in _APP_ANSWERS:
+            answer = probe(sys.executable)
+            if isinstance(answer, str):
+                return answer
+            _APP_ANSWERS[key] = answer
+        return _APP_ANSWERS[key]
 
 
 def _engine_pythons(facts: Facts) -> dict[str, Path]:
