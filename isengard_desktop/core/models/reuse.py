@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import structlog
 
@@ -76,7 +76,8 @@ class ReuseIndex:
         self.extra_dirs = [Path(d) for d in extra_dirs]
         self.models = models
         self._hf: tuple[dict[str, Path], dict[tuple[str, str], Path]] | None = None
-        self._extra: list[tuple[Path, dict[int, list[Path]], dict[str, Path]]] | None = None
+        self._extra: list[tuple[Path, dict[int, list[Path]], dict[str, list[tuple[str, Path]]]]] | None = None
+        self._found: dict[str, list[Candidate]] = {}  # by destination: two engines share a layout
 
     # -- the volume -----------------------------------------------------------------------------------------
     def in_volume(self, file: HubFile, exclude: str) -> list[Candidate]:
@@ -133,14 +134,14 @@ class ReuseIndex:
         return out
 
     # -- extra model folders (Settings) ---------------------------------------------------------------------
-    def _extra_index(self) -> list[tuple[Path, dict[int, list[Path]], dict[str, Path]]]:
+    def _extra_index(self) -> list[tuple[Path, dict[int, list[Path]], dict[str, list[tuple[str, Path]]]]]:
         if self._extra is None:
             self._extra = [(root, *_walk(root)) for root in self.extra_dirs if root.is_dir()]
         return self._extra
 
     def in_extra_dirs(self, file: HubFile, placement: Placement) -> list[Candidate]:
         out = []
-        for root, by_size, by_rel in self._extra_index():
+        for root, by_size, by_name in self._extra_index():
             found: list[Path] = []
             if file.sha256 and file.size is not None and file.size >= MIN_SIZE_MATCH:
                 # Any name: the size finds it, the sha256 decides before it is used (FLUX.1-dev and FLUX.1-Krea-dev
@@ -150,7 +151,7 @@ class ReuseIndex:
             else:
                 # Nothing to check it against: only the same place in a copy of the same layout will do (the
                 # folder added may be models/ above FLUX.1-dev/, or FLUX.1-dev/ itself).
-                found = [path for rel, path in by_rel.items()
+                found = [path for rel, path in by_name.get(PurePosixPath(placement.dest).name, [])
                          if any(name == placement.dest or name.endswith("/" + placement.dest)
                                 for name in (rel, f"{root.name}/{rel}"))
                          and size_ok(file, file_size(path))]
@@ -164,6 +165,11 @@ class ReuseIndex:
     # -- all of them ------------------------------------------------------------------------------------------
     def find(self, placement: Placement) -> list[Candidate]:
         """Files elsewhere that can serve ``placement``: its own file first, then its alternatives."""
+        if placement.dest not in self._found:
+            self._found[placement.dest] = self._find(placement)
+        return self._found[placement.dest]
+
+    def _find(self, placement: Placement) -> list[Candidate]:
         out: list[Candidate] = []
         for file in placement.accepts():
             out += self.in_volume(file, placement.dest)
@@ -175,10 +181,11 @@ class ReuseIndex:
         return list(unique.values())
 
 
-def _walk(root: Path) -> tuple[dict[int, list[Path]], dict[str, Path]]:
-    """Files under an extra model folder: big ones by size, all by relative path (hidden folders skipped)."""
+def _walk(root: Path) -> tuple[dict[int, list[Path]], dict[str, list[tuple[str, Path]]]]:
+    """Files under an extra model folder: big ones by size, all by name with their relative path (hidden folders
+    skipped)."""
     by_size: dict[int, list[Path]] = {}
-    by_rel: dict[str, Path] = {}
+    by_name: dict[str, list[tuple[str, Path]]] = {}
     count = 0
     base_depth = len(root.parts)
     for folder, dirs, names in os.walk(root, followlinks=False):
@@ -191,14 +198,14 @@ def _walk(root: Path) -> tuple[dict[int, list[Path]], dict[str, Path]]:
             size = file_size(path)
             if size is None:
                 continue
-            by_rel[path.relative_to(root).as_posix()] = path
+            by_name.setdefault(name, []).append((path.relative_to(root).as_posix(), path))
             if size >= MIN_SIZE_MATCH:
                 by_size.setdefault(size, []).append(path)
             count += 1
             if count >= MAX_WALK_FILES:
                 log.warning("extra_dir_walk_truncated", root=str(root), files=count)
-                return by_size, by_rel
-    return by_size, by_rel
+                return by_size, by_name
+    return by_size, by_name
 
 
 def link_file(src: Path, dest: Path) -> str:
