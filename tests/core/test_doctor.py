@@ -153,6 +153,8 @@ def test_old_driver_and_small_card_in_production(production: AppContext) -> None
     found = by_name(run_checks(production, online=False, gpus=recorded("rtx3090_old_driver")))
     assert found["NVIDIA driver"].status == "fail"
     assert "Update the NVIDIA driver to 560.28.03 or newer" in found["NVIDIA driver"].fix
+    assert "update the NVIDIA driver to 560.28.03" in found["PyTorch (app)"].fix
+    assert found["PyTorch (app)"].action is None  # no command to copy: the driver comes first
     small = by_name(run_checks(production, online=False, gpus=recorded("gtx1080ti")))["VRAM"]
     assert small.status == "fail" and "11.0 GB of VRAM" in small.detail
 

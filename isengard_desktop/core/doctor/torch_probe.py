@@ -131,7 +131,9 @@ def torch_checks(facts: Facts) -> list[Check]:
     for label, info in answers.items():
         if label == "app":
             version = info.version if isinstance(info, TorchInfo) else "2.13.0"
-            checks.append(judge("app", info, facts, app_fix(facts, version), "install_torch:app"))
+            fix = app_fix(facts, version)
+            # The button copies the command; when no build runs here, the fix is the driver update (no button).
+            checks.append(judge("app", info, facts, fix, "install_torch:app" if "`" in fix else None))
         else:
             fix = (f"Reinstall {label} from Settings → Engines: the install puts in the torch build for this card "
                    f"(or run `isengard engines install {label}`).")
