@@ -147,7 +147,10 @@ def plan_download(volume: Volume, extra_dirs: Iterable[Path], model_id: str, eng
     spec = {"title": f"{model.title} for {titles}", "model": model.id, "engines": list(engines),
             "variant": variant, "models_dir": str(models_dir), "files": files, "links": links}
     free = _free_bytes(models_dir)
-    plan = DownloadPlan(spec, download_bytes, reused, free, free >= download_bytes, unknown)
+    from isengard_desktop.core.models.hub import RESERVE_BYTES  # the margin the download job keeps free too
+
+    enough = download_bytes == 0 or free >= download_bytes + RESERVE_BYTES
+    plan = DownloadPlan(spec, download_bytes, reused, free, enough, unknown)
     log.info("download_planned", model=model.id, engines=engines, files=len(files), links=len(links),
              download_bytes=download_bytes, reused=len(reused))
     return plan
