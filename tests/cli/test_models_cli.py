@@ -177,3 +177,22 @@ def test_download_resumes_after_a_cancel(tmp_path: Path, env: dict[str, str], hu
     assert resumed and int(resumed[-1].split("=")[1].split("-")[0]) > 0
     assert comfy_status(volume, env)["comfyui"]["state"] == "verified"
 
+
+
+def test_not_enough_disk_is_refused_before_a_job_starts(tmp_path: Path, env: dict[str, str]) -> None:
+    with_token(env)
+    volume = tmp_path / "vol"
+    assert run(volume, env, "models", "list").returncode == 0  # the volume exists; now its models/ gets 2 MB
+    models = volume / "models"
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(models)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a 2 MB tmpfs cannot be mounted here (needs root): {mounted.stderr.strip()}")
+    try:
+        out = run(volume, env, "models", "download", "tiny-flux", "--for", "comfyui")
+        assert out.returncode == 1 and "needs 4.8 MB" in out.stderr and "free" in out.stderr
+        assert not [p for p in models.rglob("*") if p.is_file()]
+        listed = run(volume, env, "jobs", "list", "--json")
+        assert json.loads(listed.stdout) == []  # refused before any job was queued
+    finally:
+        subprocess.run(["umount", str(models)], check=False)
