@@ -253,3 +253,14 @@ def test_a_file_found_to_be_another_is_remembered_and_downloaded_again(volume: V
     assert status.state == "missing" and str(wrong) in status.problem
     plan = planning.plan_download(volume, [], "tiny-flux", ["diffusers"])
     assert str(wrong) in {f["dest"] for f in plan.spec["files"]}
+
+
+def test_the_hf_cache_is_found_where_huggingface_hub_puts_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from isengard_desktop.core.models.reuse import hf_hub_cache
+
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    assert hf_hub_cache() == tmp_path / "hf-home" / "hub"  # read now, not when huggingface_hub was imported
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
+    assert hf_hub_cache() == tmp_path / "elsewhere"
