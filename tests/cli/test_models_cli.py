@@ -147,7 +147,6 @@ def test_download_for_two_engines_fetches_each_file_once(tmp_path: Path, env: di
     assert not single.exists() and (models / "Tiny-FLUX/vae/diffusion_pytorch_model.safetensors").is_file()
 
 
-@pytest.mark.slow
 def test_download_resumes_after_a_cancel(tmp_path: Path, env: dict[str, str], hub: FakeHub) -> None:
     """Ctrl+C mid-file stops the job keeping its bytes; the same command again continues with a ranged request."""
     with_token(env)
