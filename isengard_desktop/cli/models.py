@@ -144,12 +144,12 @@ def verify_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def remove_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     from isengard_desktop.cli.main import confirm
-    from isengard_desktop.core.models import catalogue, inventory
+    from isengard_desktop.core.models import catalogue, removal
 
     model = catalogue.get(args.model)
     engines = chosen_engines(args.engines) or model.engines()
     confirm(args, f"Delete the files of {model.title} that only {', '.join(engines)} read?")
-    freed = inventory.remove(ctx.volume, model.id, engines)
+    freed = removal.remove(ctx.volume, model.id, engines)
     if args.json:
         emit_json({"model": model.id, "engines": engines, "freed_bytes": freed})
     else:

@@ -119,7 +119,7 @@ class FirstRunPage(QWidget):
         self.refresh()
 
     # building ----------------------------------------------------------------------------------------------
-    def _build_models(self, vram_gb: float | None = None) -> None:
+    def _build_models(self) -> None:
         from isengard_desktop.core.models import catalogue
 
         try:
@@ -128,17 +128,17 @@ class FirstRunPage(QWidget):
             self.models_box.addWidget(label(f"The model catalogue could not be read: {exc}", "error"))
             return
         for model in models:
-            panel = ModelDownloadPanel(self.ctx, self.bridge, model, vram_gb)
+            panel = ModelDownloadPanel(self.ctx, self.bridge, model)
             panel.changed.connect(self._model_changed)
             self.model_panels.append(panel)
             self.models_box.addWidget(panel)
 
     def refresh(self) -> None:
         from isengard_desktop.core.engines_status import pins, status
-        from isengard_desktop.core.gpu import probe
+        from isengard_desktop.core.mode import query_gpus
 
         root = self.ctx.volume.root
-        run_in_background(self, lambda _p, _c: probe(), on_done=self._show_machine)
+        run_in_background(self, lambda _p, _c: query_gpus(), on_done=self._show_machine)
         run_in_background(self, lambda _p, _c: [status(name, root) for name in pins()["engines"]],
                           on_done=self._show_engines)
 
@@ -146,15 +146,17 @@ class FirstRunPage(QWidget):
         from isengard_desktop.core.presets import all_presets
 
         if gpus:
-            lines = [f"{g.name} · {g.vram_gb:.0f} GB VRAM · driver {g.driver}" +
-                     (f" · compute {g.compute_capability}" if g.compute_capability else "") for g in gpus]
+            lines = [f"{g.name} · {g.vram_gb or '?'} GB VRAM · driver {g.driver_version} · compute {g.cc}"
+                     for g in gpus]
             self.gpu_label.setText("GPU: " + "; ".join(lines))
-            vram = max(g.vram_gb for g in gpus)
+            vram = max((g.vram_gb or 0) for g in gpus) or None
         else:
             self.gpu_label.setText("No NVIDIA GPU found. Training FLUX.1-dev needs one (24 GB is comfortable, 16 GB "
                                    "works with the low-VRAM presets); fast-test mode runs the whole app on the CPU "
                                    "with a tiny model.")
             vram = None
+        for panel in self.model_panels:
+            panel.prefer_for_vram(vram)
         while self.presets_grid.count():
             item = self.presets_grid.takeAt(0)
             if item.widget():

@@ -79,15 +79,14 @@ class ModelDownloadPanel(QFrame):
         self.variant = QComboBox()
         variants = model.variants("comfyui") if "comfyui" in engines else []
         for name in variants:
-            self.variant.addItem(f"T5 text encoder: {name}", name)
+            self.variant.addItem(name, name)
         if variants:
-            # Under 24 GB of VRAM the fp8 T5 leaves room for the transformer; with more, fp16 is more faithful.
-            preferred = "fp8" if vram_gb is not None and vram_gb < 24 and "fp8" in variants else variants[0]
-            self.variant.setCurrentIndex(variants.index(preferred))
+            self.prefer_for_vram(vram_gb)
             self.variant.currentIndexChanged.connect(self.refresh)
-            layout.addWidget(self.variant)
-        else:
-            self.variant.hide()
+            row = QHBoxLayout()
+            row.addWidget(label("ComfyUI's T5 text encoder: fp8 for cards under 24 GB, fp16 above", "muted"), 1)
+            row.addWidget(self.variant)
+            layout.addLayout(row)
 
         self.token_row = QWidget()
         token_box = QHBoxLayout(self.token_row)
@@ -119,6 +118,10 @@ class ModelDownloadPanel(QFrame):
         self.cancel_button.clicked.connect(self.cancel)
         self.cancel_button.hide()
         actions.addWidget(self.cancel_button)
+        self.verify_button = button("Check files")
+        self.verify_button.setToolTip("Compare every file already here with the sha256 the hub publishes.")
+        self.verify_button.clicked.connect(self.verify)
+        actions.addWidget(self.verify_button)
         self.download_button = button("Download", primary=True)
         self.download_button.clicked.connect(self.download)
         actions.addWidget(self.download_button)
@@ -127,6 +130,12 @@ class ModelDownloadPanel(QFrame):
         bridge.event.connect(self._on_event)
         self._reattach()
         self.refresh()
+
+    def prefer_for_vram(self, vram_gb: float | None) -> None:
+        """Under 24 GB of VRAM the fp8 T5 leaves room for the transformer; with more, fp16 is more faithful."""
+        index = self.variant.findData("fp8" if vram_gb is not None and vram_gb < 24 else "fp16")
+        if index >= 0:
+            self.variant.setCurrentIndex(index)
 
     # what is here and what is missing ---------------------------------------------------------------------
     def engines(self) -> list[str]:
@@ -137,7 +146,7 @@ class ModelDownloadPanel(QFrame):
         return names
 
     def refresh(self) -> None:
-        from isengard_desktop.core.models import inventory
+        from isengard_desktop.core.models import inventory, planning
         from isengard_desktop.core.secrets import has_hf_token
 
         self.token_row.setVisible(bool(self.model.gated and not has_hf_token()))
@@ -146,7 +155,9 @@ class ModelDownloadPanel(QFrame):
 
         def work(_progress, _cancelled):
             statuses = inventory.status(volume, extra, model_id)
-            plan = inventory.plan_download(volume, extra, model_id, engines, variant) if engines else None
+            # A quick total: a file found elsewhere is hashed only when the download is asked for.
+            plan = (planning.plan_download(volume, extra, model_id, engines, variant, verify_reuse=False)
+                    if engines else None)
             return statuses[0] if statuses else None, plan
 
         run_in_background(self, work, on_done=self._show_plan, on_error=self._show_error)
@@ -207,16 +218,73 @@ class ModelDownloadPanel(QFrame):
 
     # downloading -------------------------------------------------------------------------------------------
     def download(self) -> None:
+        """Plan again with the files found elsewhere checked (hashed once), then queue the download job."""
+        from isengard_desktop.core.models import planning
+
         if self.plan is None:
             return
         self._say("")
-        with correlation("model_download", model=self.model.id):
-            try:
-                job = self.ctx.jobs.submit("download", "hub", self.plan.spec)
-            except IsengardError as exc:
-                self._say(str(exc))
-                return
-        self._follow(job.id)
+        self.download_button.setEnabled(False)
+        self.plan_label.setText("Checking the files already on this machine…")
+        volume, extra, model_id, engines, variant = (self.ctx.volume, self.ctx.extra_model_dirs(), self.model.id,
+                                                     self.engines(), self.variant.currentData())
+        jobs = self.ctx.jobs
+
+        def work(progress, cancelled):
+            with correlation("model_download", model=model_id):
+                plan = planning.plan_download(volume, extra, model_id, engines, variant, verify_reuse=True,
+                                              on_progress=lambda done, total, _p: progress(
+                                                  {"step": done, "total": total, "phase": "verify"}),
+                                              should_stop=cancelled)
+                if not plan.enough_space:
+                    return plan
+                return jobs.submit("download", "hub", plan.spec)
+
+        def done(result) -> None:
+            if isinstance(result, planning.DownloadPlan):
+                self._show_plan((None, result))
+            else:
+                self._follow(result.id)
+
+        def failed(exc) -> None:
+            self.download_button.setEnabled(True)
+            self._show_error(exc)
+
+        run_in_background(self, work, self._show_transfer, done, failed)
+
+    def verify(self) -> None:
+        """Hash the files already here (minutes for 30 GB) off the GUI thread, with progress."""
+        from isengard_desktop.core.models import inventory
+
+        volume, extra, model_id = self.ctx.volume, self.ctx.extra_model_dirs(), self.model.id
+        self.verify_button.setEnabled(False)
+        self.progress.show()
+        self._say("")
+
+        def work(progress, cancelled):
+            return inventory.verify(volume, extra, model_id, on_progress=lambda done, total, _path: progress(
+                {"step": done, "total": total, "phase": "verify"}), should_stop=cancelled)
+
+        def done(statuses) -> None:
+            self.verify_button.setEnabled(True)
+            self.progress.hide()
+            problems = [f.problem for s in statuses for e in s.engines.values() for f in e.files if f.problem]
+            self._say(" ".join(dict.fromkeys(problems)))
+            if not problems:
+                self.plan_label.setText("Every file here matches the hub's sha256.")
+            self.refresh()
+
+        def failed(exc) -> None:
+            self.verify_button.setEnabled(True)
+            self.progress.hide()
+            self._show_error(exc)
+
+        run_in_background(self, work, self._show_transfer, done, failed)
+
+    def _show_transfer(self, event: dict) -> None:
+        if event.get("total"):
+            self.progress.setValue(int(1000 * event["step"] / event["total"]))
+            self.plan_label.setText(transfer_text(event))
 
     def cancel(self) -> None:
         if self.job_id is not None:
@@ -244,9 +312,8 @@ class ModelDownloadPanel(QFrame):
         if job_id != self.job_id:
             return
         kind = event.get("event")
-        if kind == "progress" and event.get("total"):
-            self.progress.setValue(int(1000 * event["step"] / event["total"]))
-            self.plan_label.setText(transfer_text(event))
+        if kind == "progress":
+            self._show_transfer(event)
         elif kind == "error":
             self._say(event.get("message", "The download failed."))
         elif kind == "state" and event.get("state") not in ACTIVE:

@@ -171,9 +171,9 @@ class SettingsDialog(QDialog):
         kind, _, rest = action.partition(":")
         if kind == "install_engine":
             self.install(rest)
-        elif kind == "download_model":
+        elif kind in ("download_model", "verify_model"):
             self.pages.setCurrentIndex(2)
-        elif kind == "set_token":
+        elif kind in ("set_token", "open_settings"):
             self.pages.setCurrentIndex(0)
             self.token.setFocus()
         elif kind == "first_run":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from isengard_desktop.core.models import catalogue, inventory, ledger, planning
+from isengard_desktop.core.models import catalogue, inventory, ledger, planning, removal
 from isengard_desktop.core.models.reuse import link_file
 from isengard_desktop.storage.volume import Volume
 from tests.models import tiny_catalogue as tiny
@@ -171,10 +171,10 @@ def test_remove_keeps_what_another_engine_reads(volume: Volume) -> None:
     assert engines(volume)["comfyui"].ready
 
     # AI-Toolkit reads the same folder as the built-in engine: removing one engine's files removes nothing.
-    assert inventory.remove(volume, "tiny-flux", ["diffusers"]) == 0
+    assert removal.remove(volume, "tiny-flux", ["diffusers"]) == 0
     assert engines(volume)["aitoolkit"].ready
 
-    freed = inventory.remove(volume, "tiny-flux", ["diffusers", "aitoolkit"])
+    freed = removal.remove(volume, "tiny-flux", ["diffusers", "aitoolkit"])
     assert (models / DIFFUSERS["vae"]).is_file()  # ComfyUI's vae symlink points at it: kept
     assert not (models / DIFFUSERS["transformer_shard_1"]).exists() and not (models / "Tiny-FLUX/transformer").exists()
     assert (models / "text_encoders/clip_l.safetensors").read_bytes() == tiny.content("text_encoder")  # hard link
@@ -182,7 +182,7 @@ def test_remove_keeps_what_another_engine_reads(volume: Volume) -> None:
     assert freed == shards + sum(len(tiny.content(f)) for f in ("model_index", "transformer_config", "vae_config"))
     assert engines(volume)["comfyui"].ready
 
-    inventory.remove(volume, "tiny-flux")
+    removal.remove(volume, "tiny-flux")
     assert engines(volume)["comfyui"].state == "missing" and models.is_dir()
 
 

@@ -279,16 +279,3 @@ def verify(volume: Volume, extra_dirs: Iterable[Path], model_id: str | None = No
             if any(f.problem for f in engine.files):
                 engine.ready = False
     return statuses
-
-
-def __getattr__(name: str) -> Any:
-    # plan_download / DownloadPlan live in planning.py, remove in removal.py; the contract names them here.
-    if name in ("plan_download", "DownloadPlan", "plan_get"):
-        from isengard_desktop.core.models import planning
-
-        return getattr(planning, name)
-    if name == "remove":
-        from isengard_desktop.core.models import removal
-
-        return removal.remove
-    raise AttributeError(name)
