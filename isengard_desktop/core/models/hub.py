@@ -5,8 +5,8 @@ mirror). File bodies over plain HTTP are fetched by us: huggingface_hub 2.x writ
 temporary file and starts from byte 0 in a new process, so resuming after a crash or a restart needs a stable
 partial file (``<dest>.partial``) continued with a ranged GET. A small sidecar (``<dest>.partial.json``) names
 the remote file the partial belongs to, so a file changed on the hub restarts cleanly instead of being spliced.
-The sha256 is computed while the bytes arrive (on a thread of its own), so the check at the end costs no second
-pass over a 20 GB file; a resumed download hashes the bytes already on disk first.
+The sha256 is computed while the bytes arrive, so the check at the end costs no second pass over a 20 GB file;
+a resumed download hashes the bytes already on disk first.
 
 Xet-backed files are served by huggingface_hub's xet path (hf_xet), whose chunk cache is what resumes them.
 That path cannot be exercised here (no Xet server on loopback): it is written to huggingface_hub's API, untested.

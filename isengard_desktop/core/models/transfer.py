@@ -9,7 +9,6 @@ until several attempts in a row bring nothing new.
 from __future__ import annotations
 
 import hashlib
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from isengard_desktop.core.models import hub
 
 log = structlog.get_logger(__name__)
 
-QUEUE_CHUNKS = 256  # at most this many network reads (<= 64 KiB each) wait for the hasher: memory stays flat
+READ_BYTES = 1 << 20
 
 
 def _url(remote: hub.RemoteFile) -> str:
@@ -40,22 +39,20 @@ def _headers(token: str | None) -> dict[str, str]:
     return headers
 
 
-class _Hasher:
-    """sha256 on a thread of its own: hashlib releases the GIL, so hashing overlaps the network and the disk."""
+def _bigger_reads() -> None:
+    """Read the socket 1 MiB at a time instead of httpcore2's 64 KiB.
 
-    def __init__(self, digest: Any) -> None:
-        self.digest = digest
-        self.chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
-        self.thread = threading.Thread(target=self._work, name="sha256", daemon=True)
-        self.thread.start()
-
-    def _work(self) -> None:
-        while (chunk := self.chunks.get()) is not None:
-            self.digest.update(chunk)
-
-    def close(self) -> None:
-        self.chunks.put(None)
-        self.thread.join()
+    Each read costs a timeout set, an h11 parse and a hand-over to the hasher: at 64 KiB that Python overhead, not
+    the network, capped a loopback download at about two thirds of curl's speed (bench/download_throughput.py).
+    READ_NUM_BYTES is a class-level tuning constant of httpcore2; raised only, and only in the process that
+    downloads (the download worker).
+    """
+    try:
+        from httpcore2._sync.http11 import HTTP11Connection
+    except ImportError:  # a later huggingface_hub on another HTTP stack: its defaults are then what we get
+        return
+    if getattr(HTTP11Connection, "READ_NUM_BYTES", 0) < READ_BYTES:
+        HTTP11Connection.READ_NUM_BYTES = READ_BYTES
 
 
 def fetch_http(remote: hub.RemoteFile, part: Path, token: str | None, have: int, size: int, digest: Any,
@@ -65,57 +62,56 @@ def fetch_http(remote: hub.RemoteFile, part: Path, token: str | None, have: int,
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.utils import get_session, hf_raise_for_status
 
+    _bigger_reads()
     url, base = _url(remote), _headers(token)
     session = get_session()
-    hasher = _Hasher(digest)
     stalls = 0
-    try:
-        with part.open("ab") as out:
-            while have < size:
-                if should_stop():
-                    return "cancelled", hasher.digest
-                headers = dict(base)
-                if have:
-                    headers["Range"] = f"bytes={have}-"
-                try:
-                    with session.stream("GET", url, headers=headers, follow_redirects=True, timeout=30.0) as response:
-                        if response.status_code == 416:
-                            break  # nothing beyond what we have: the size check will judge it
-                        hf_raise_for_status(response)
-                        if have and response.status_code != 206:
-                            # The server ignored the Range and sends the whole file: start the partial again.
-                            log.warning("download_range_ignored", url=url, status=response.status_code)
-                            hasher.close()
-                            hasher = _Hasher(hashlib.new(digest.name))
-                            out.truncate(0)
-                            have = 0
-                        elif have and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
-                            raise hub.DownloadVerificationError(
-                                f"{hub.endpoint()} answered a different range than asked for {remote.path}; "
-                                "start the download again.")
-                        for chunk in response.iter_bytes():  # as the bytes arrive: a cut loses nothing already received
-                            out.write(chunk)
-                            hasher.chunks.put(chunk)
-                            have += len(chunk)
-                            stalls = 0
-                            on_progress(have, size)
-                            if should_stop():
-                                return "cancelled", hasher.digest
-                except (httpx2.TransportError, HfHubHTTPError) as exc:
-                    status = getattr(getattr(exc, "response", None), "status_code", None)
-                    if status is not None and status < 500 and status != 429:
-                        raise hub._explain(exc, remote.repo, token, what=remote.path) from None
-                    stalls += 1
-                    if stalls > hub.MAX_STALLED_RETRIES:
-                        raise hub._explain(exc, remote.repo, token, what=remote.path) from None
-                    log.warning("download_retrying", path=remote.path, at_byte=have, attempt=stalls,
-                                error=type(exc).__name__)
-                    out.flush()
-                    if _sleep(min(0.5 * 2 ** (stalls - 1), 8.0), should_stop):
-                        return "cancelled", hasher.digest
-    finally:
-        hasher.close()
-    return "succeeded", hasher.digest
+    with part.open("ab") as out:
+        while have < size:
+            if should_stop():
+                return "cancelled", digest
+            headers = dict(base)
+            if have:
+                headers["Range"] = f"bytes={have}-"
+            try:
+                with session.stream("GET", url, headers=headers, follow_redirects=True, timeout=30.0) as response:
+                    if response.status_code == 416:
+                        break  # nothing beyond what we have: the size check will judge it
+                    hf_raise_for_status(response)
+                    if have and response.status_code != 206:
+                        # The server ignored the Range and sends the whole file: start the partial again.
+                        log.warning("download_range_ignored", url=url, status=response.status_code)
+                        digest = hashlib.new(digest.name)
+                        out.truncate(0)
+                        have = 0
+                    elif have and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+                        raise hub.DownloadVerificationError(
+                            f"{hub.endpoint()} answered a different range than asked for {remote.path}; "
+                            "start the download again.")
+                    for chunk in response.iter_bytes():  # as the bytes arrive: a cut loses nothing already received
+                        out.write(chunk)
+                        # Hashed as it arrives: no second pass over a 20 GB file at the end. Inline, not on
+                        # a thread: handing chunks to a hashing thread cost more in GIL hand-overs than it
+                        # won (bench/download_throughput.py, 2 cores).
+                        digest.update(chunk)
+                        have += len(chunk)
+                        stalls = 0
+                        on_progress(have, size)
+                        if should_stop():
+                            return "cancelled", digest
+            except (httpx2.TransportError, HfHubHTTPError) as exc:
+                status = getattr(getattr(exc, "response", None), "status_code", None)
+                if status is not None and status < 500 and status != 429:
+                    raise hub._explain(exc, remote.repo, token, what=remote.path) from None
+                stalls += 1
+                if stalls > hub.MAX_STALLED_RETRIES:
+                    raise hub._explain(exc, remote.repo, token, what=remote.path) from None
+                log.warning("download_retrying", path=remote.path, at_byte=have, attempt=stalls,
+                            error=type(exc).__name__)
+                out.flush()
+                if _sleep(min(0.5 * 2 ** (stalls - 1), 8.0), should_stop):
+                    return "cancelled", digest
+    return "succeeded", digest
 
 
 def _sleep(seconds: float, should_stop: Callable[[], bool]) -> bool:
