@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from pathlib import Path
 
 from isengard_desktop.cli.output import emit_json, say
 from isengard_desktop.context import AppContext
@@ -19,9 +20,23 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 
 def doctor_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
-    from isengard_desktop.core.doctor import report, run_checks
+    from isengard_desktop.core.doctor import run_checks
 
-    checks = run_checks(ctx, online=not args.offline)
+    return _print(run_checks(ctx, online=not args.offline), args)
+
+
+def unusable_volume(root: Path, error: Exception, args: argparse.Namespace) -> int:
+    """The volume cannot even be opened: the report says so (the other checks need a volume to look at)."""
+    from isengard_desktop.core.doctor import FAIL, Check
+
+    return _print([Check("Volume folder", FAIL, str(error),
+                         f"Choose another volume folder with --volume (or in Settings), or make {root} a folder "
+                         "you can write to, then run `isengard doctor` again.", "open_settings:volume")], args)
+
+
+def _print(checks: list, args: argparse.Namespace) -> int:
+    from isengard_desktop.core.doctor import report
+
     result = report(checks)
     if args.json:
         emit_json(result)

@@ -11,7 +11,7 @@ import logging
 import sys
 
 from isengard_desktop import __version__
-from isengard_desktop.errors import IsengardError, ValidationError
+from isengard_desktop.errors import IsengardError, ValidationError, VolumeError
 
 
 def is_gui_invocation(argv: list[str]) -> bool:
@@ -98,7 +98,14 @@ def run_cli(argv: list[str]) -> int:
         mode = resolve_mode()
         from isengard_desktop.storage.volume import Volume
 
-        volume = Volume.open(root)
+        try:
+            volume = Volume.open(root)
+        except VolumeError as exc:
+            if args.command == "doctor":  # the doctor's job is to explain exactly this
+                from isengard_desktop.cli.doctor import unusable_volume
+
+                return unusable_volume(root, exc, args)
+            raise
         app_log.configure(volume.logs_dir, stderr_level=logging.INFO if verbose else logging.WARNING)
         with app_log.correlation(f"cli_{args.command}_{args.action}"):
             ctx = AppContext.open(root, mode)

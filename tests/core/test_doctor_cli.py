@@ -65,11 +65,23 @@ def test_doctor_table_says_the_fix(tmp_path: Path) -> None:
     assert lines[-1].startswith("1 problem to fix")
 
 
-def test_a_volume_that_cannot_open_is_one_sentence(tmp_path: Path) -> None:
+def test_a_volume_that_stops_opening_is_reported_with_its_fix(tmp_path: Path) -> None:
     volume = tmp_path / "vol"
     assert doctor(volume).returncode == 0
     (volume / "jobs").rmdir()
     (volume / "jobs").write_text("a file where the jobs folder was")
-    refused = doctor(volume, "--json")
-    assert refused.returncode == 1 and refused.stdout == ""
-    assert refused.stderr.startswith("isengard: The volume folder") and "Traceback" not in refused.stderr
+    refused = doctor(volume)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stdout.startswith("FAIL  Volume folder") and "Fix: Choose another volume folder" in refused.stdout
+
+
+def test_doctor_explains_a_volume_that_cannot_be_opened(tmp_path: Path) -> None:
+    volume = tmp_path / "not-a-folder"
+    volume.write_text("a file where the volume folder should be")
+    result = doctor(volume, "--json")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (check,) = json.loads(result.stdout)["checks"]
+    assert check["name"] == "Volume folder" and check["status"] == "fail"
+    assert str(volume) in check["detail"] and "--volume" in check["fix"]
+    assert volume.read_text() == "a file where the volume folder should be"  # nothing touched
