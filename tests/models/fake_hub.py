@@ -47,6 +47,7 @@ class FakeFile:
     data: bytes | None = None
     source: Path | None = None
     lfs: bool = True
+    xet: bool = False  # announce Xet storage (X-Xet-Hash); no Xet server answers, so the Xet path fails here
     sha256: str = ""
     git_sha1: str = ""
     size: int = 0
@@ -113,12 +114,13 @@ class FakeHub:
 
     # -- set-up --------------------------------------------------------------------------------------------
     def add_file(self, repo: str, path: str, data: bytes | None = None, *, source: Path | None = None,
-                 lfs: bool = True, gated: bool | None = None, sha256: str | None = None) -> FakeFile:
+                 lfs: bool = True, gated: bool | None = None, sha256: str | None = None,
+                 xet: bool = False) -> FakeFile:
         """Publish a file; ``sha256`` overrides the published hash (to test a hub that lies)."""
         entry = self.repos.setdefault(repo, FakeRepo(repo, commit=hashlib.sha1(repo.encode()).hexdigest()))  # noqa: S324
         if gated is not None:
             entry.gated = gated
-        fake = FakeFile(path, data=data, source=source, lfs=lfs, sha256=sha256 or "")
+        fake = FakeFile(path, data=data, source=source, lfs=lfs, xet=xet, sha256=sha256 or "")
         entry.files[path] = fake
         return fake
 
@@ -288,6 +290,11 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.lfs:
             self.send_header("X-Linked-Etag", f'"{fake.sha256}"')
             self.send_header("X-Linked-Size", str(fake.size))
+        if fake.xet:  # as the hub announces a Xet-backed file (utils/_xet.py parse_xet_file_data_from_response)
+            self.send_header("X-Xet-Hash", hashlib.sha256(fake.sha256.encode()).hexdigest())
+            # Absolute on huggingface.co, as the hub sends it: huggingface_hub rewrites it to HF_ENDPOINT.
+            self.send_header("X-Xet-Refresh-Route",
+                             f"https://huggingface.co/api/models/{entry.repo}/xet-read-token/{entry.commit}")
 
     def _send_file(self, entry: FakeRepo, fake: FakeFile, *, head: bool, hub_headers: bool = True) -> None:
         start, end = 0, fake.size - 1

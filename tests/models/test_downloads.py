@@ -311,3 +311,15 @@ def test_downloads_run_beside_a_busy_gpu_one_at_a_time(fake_hub: FakeHub, ctx: A
         assert ctx.jobs.wait(b.id, timeout=30).state == "succeeded"
     finally:
         gpu.release()
+
+
+def test_a_xet_file_falls_back_to_plain_http_when_the_xet_path_fails(fake_hub: FakeHub, tmp_path: Path) -> None:
+    # The fake hub announces Xet storage but runs no Xet server: huggingface_hub's xet path fails, and the same
+    # bytes come over plain HTTP. (The xet path itself cannot be exercised here.)
+    data = _payload(1 * MB, seed=11)
+    fake_hub.add_file(REPO, "model.safetensors", data, xet=True)
+    remote = hub.remote_file(REPO, "model.safetensors", None)
+    assert remote.xet
+    dest = tmp_path / "models" / "model.safetensors"
+    assert hub.download(remote, dest, None) == "succeeded"
+    _assert_complete(dest, data)

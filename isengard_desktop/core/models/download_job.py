@@ -140,7 +140,6 @@ def _run(spec: dict[str, Any], emit: Emit, should_stop: Callable[[], bool], mode
             should_stop=should_stop,
             on_verify=lambda done, _t, name=str(dest), whole=size: progress.update(done, name, "verify", whole))
         if state != "succeeded":
-            progress.update(0, str(dest), force=True)
             return state
         sha = (entry.get("sha256") or remote.sha256 or hub.sha256_file(dest)).lower()
         ledger.record_verified(models_dir, dest, sha)

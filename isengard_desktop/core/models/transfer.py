@@ -156,7 +156,6 @@ def fetch_xet(remote: hub.RemoteFile, part: Path, token: str | None, size: int, 
             return "cancelled"
         on_progress(part.stat().st_size if part.exists() else 0, size)
     if failure:
-        raise hub._explain(failure[0], remote.repo, token, what=remote.path) if isinstance(
-            failure[0], hub._hub_errors()) else failure[0]
+        raise failure[0]  # the caller falls back to plain HTTP, whose refusals are explained
     on_progress(size, size)
     return "succeeded"
