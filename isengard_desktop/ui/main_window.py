@@ -132,8 +132,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(quit_action)
         help_menu = self.menuBar().addMenu("&Help")
         about = QAction("About", self)
-        about.triggered.connect(lambda: QMessageBox.about(
-            self, APP_NAME, f"{APP_NAME} {__version__}\n\nVolume: {self.ctx.volume.root}\n{describe_mode(self.ctx.mode)}"))
+        about.triggered.connect(lambda: QMessageBox.about(self, APP_NAME, (
+            f"{APP_NAME} {__version__}\n\nVolume: {self.ctx.volume.root}\n{describe_mode(self.ctx.mode)}")))
         help_menu.addAction(about)
 
     def open_settings(self):

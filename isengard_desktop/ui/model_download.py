@@ -89,6 +89,7 @@ class ModelDownloadPanel(QFrame):
             layout.addLayout(row)
 
         self.token_row = QWidget()
+        self.token_row.setObjectName("plain")
         token_box = QHBoxLayout(self.token_row)
         token_box.setContentsMargins(0, 0, 0, 0)
         token_box.addWidget(label("This model is gated: accept its licence on its page, then paste a Hugging Face "
@@ -154,7 +155,7 @@ class ModelDownloadPanel(QFrame):
         model_id, engines, variant = self.model.id, self.engines(), self.variant.currentData()
 
         def work(_progress, _cancelled):
-            statuses = inventory.status(volume, extra, model_id)
+            statuses = inventory.status(volume, extra, model_id, variant)
             # A quick total: a file found elsewhere is hashed only when the download is asked for.
             plan = (planning.plan_download(volume, extra, model_id, engines, variant, verify_reuse=False)
                     if engines else None)

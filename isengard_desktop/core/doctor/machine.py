@@ -11,8 +11,10 @@ from pathlib import Path
 import psutil
 
 from isengard_desktop.core.doctor import FAIL, NOTHING_TO_DO, OK, WARN, Check, Facts
+from isengard_desktop.core.units import human_bytes
 
-GB = 1024**3
+GB = 1024**3  # RAM, as the system reports it
+DISK_GB = 1000**3  # disk and downloads, as the hub and file managers count them
 APP_TORCH = "2.13.0"  # pyproject's pin, when the app's own torch cannot be asked
 DEFAULT_PRESET = "balanced"
 FAST_TEST_DISK_GB = 1  # a tiny-model run writes a few MB; leave room for logs and images
@@ -44,22 +46,26 @@ def _chosen_preset_name(facts: Facts) -> str:
 
 
 def _missing_model_bytes(facts: Facts) -> tuple[int, str]:
-    """Bytes still to download for the default engines to have a base model (0 if one is there or unknown)."""
+    """Bytes still to download for the default engines to have a base model (0 if one is there or unknown).
+
+    Counted by the download plan, so a file two engines read (or one found elsewhere and linked) counts once."""
+    from isengard_desktop.core.models import inventory, planning
+
+    volume, extra = facts.ctx.volume, facts.ctx.extra_model_dirs()
     try:
-        from isengard_desktop.core.models import inventory
-    except ImportError:
-        return 0, ""
-    try:
-        statuses = inventory.status(facts.ctx.volume, [Path(p) for p in facts.ctx.settings.extra_model_dirs])
+        statuses = inventory.status(volume, extra)
     except Exception:  # the model check reports the model manager's own problems
         return 0, ""
     engines = {facts.ctx.settings.default_training_engine, facts.ctx.settings.default_image_engine}
     best = None
     for model in statuses:
-        wanted = [e for name, e in model.engines.items() if name in engines] or list(model.engines.values())
-        if any(e.ready for e in wanted):
+        wanted = [name for name in model.engines if name in engines] or list(model.engines)
+        if any(model.engines[name].ready for name in wanted):
             return 0, ""
-        needed = sum(e.missing_bytes for e in wanted)
+        try:
+            needed = planning.plan_download(volume, extra, model.model.id, wanted, verify_reuse=False).download_bytes
+        except Exception:
+            continue
         if best is None or needed < best[0]:
             best = (needed, model.model.title)
     return best if best else (0, "")
@@ -80,19 +86,19 @@ def volume_checks(facts: Facts) -> list[Check]:
         return [writable, Check("Free disk space", FAIL, f"The free space of {volume.root} cannot be read ({exc}).",
                                 "Check that the disk holding the volume folder is connected.", "open_settings:volume")]
     if facts.fast_test:
-        need, what = FAST_TEST_DISK_GB * GB, "a fast-test run on the tiny model"
+        need, what = FAST_TEST_DISK_GB * DISK_GB, "a fast-test run on the tiny model"
     else:
         preset = _preset(_chosen_preset_name(facts))
-        need = int(preset.predicted.get("disk_gb", 3) * GB)
+        need = int(preset.predicted.get("disk_gb", 3) * DISK_GB)
         what = f"training a LoRA with the {preset.label} preset ({preset.predicted.get('disk_gb', 3)} GB)"
         missing, title = _missing_model_bytes(facts)
         if missing:
             need += missing
-            what = f"downloading {title} ({missing / GB:.1f} GB), then " + what
-    detail = f"{free / GB:.1f} GB free on the disk of the volume; the next step, {what}, needs {need / GB:.1f} GB."
+            what = f"downloading {title} ({human_bytes(missing)}), then " + what
+    detail = f"{human_bytes(free)} free on the disk of the volume; the next step, {what}, needs {human_bytes(need)}."
     if free < need:
         space = Check("Free disk space", FAIL, detail,
-                      f"Free at least {(need - free) / GB:.1f} GB on that disk (empty the volume's trash, delete old "
+                      f"Free at least {human_bytes(need - free)} on that disk (empty the volume's trash, delete old "
                       "outputs), or choose a volume folder on a larger disk in Settings.", "open_settings:volume")
     else:
         space = Check("Free disk space", OK, detail, NOTHING_TO_DO)

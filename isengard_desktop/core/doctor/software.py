@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 
 from isengard_desktop.core.doctor import FAIL, NOTHING_TO_DO, OK, WARN, Check, Facts
+from isengard_desktop.core.units import human_bytes
 
-GB = 1024**3
 FALLBACK_GATED_REPO = "black-forest-labs/FLUX.1-dev"
 
 
@@ -49,7 +49,7 @@ def engine_checks(facts: Facts) -> list[Check]:
 
 def _state_line(engine, status) -> str:
     if status.state in ("missing", "partial"):
-        return f"{engine}: {status.state} ({status.missing_bytes / GB:.1f} GB to download)"
+        return f"{engine}: {status.state} ({human_bytes(status.missing_bytes)} to download)"
     return f"{engine}: {status.state}" + ("" if status.ready else " (not where the engine reads it)")
 
 
