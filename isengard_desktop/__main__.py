@@ -2,7 +2,8 @@
 
 In the installer bundle (PyInstaller, ``sys.frozen``) this is also the entry of every job worker
 (``isengard --run-worker isengard_desktop.jobs.worker JOB_DIR|--serve``, built by jobs/runner.py) and of the
-photo importer's multiprocessing children: there is no ``python -m`` inside a bundle.
+photo importer's multiprocessing children: there is no ``python -m`` inside a bundle. ``isengard -c CODE`` runs
+CODE like ``python -c`` there, for the checks that ask the app's own interpreter (Doctor's torch probe).
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(sys, "frozen", False):
         _frozen_setup()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if getattr(sys, "frozen", False) and argv[:1] == ["-c"] and len(argv) > 1:
+        # `python -c CODE` for code that asks the app's own interpreter (Doctor's torch probe runs
+        # `sys.executable -c ...`): in the bundle that interpreter is this executable.
+        sys.argv = ["-c", *argv[2:]]
+        exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__"})  # noqa: S102
+        return 0
     if argv[:1] == [FROZEN_WORKER_ARG]:  # isengard --run-worker MODULE ARG (the module is always the worker)
         from isengard_desktop.jobs import worker
 

@@ -168,6 +168,17 @@ def test_window_shows_the_trained_character(bundle: Path, world: dict[str, Path]
     assert any(line.startswith("startup_s=") for line in out.stdout.splitlines()), out.stderr[-2000:]
 
 
+def test_window_loads_its_chart_library(bundle: Path, world: dict[str, Path]) -> None:
+    """The window imports pyqtgraph in the background once shown (the loss chart): nothing may be missing for it."""
+    finish_first_run(world["volume"])
+    app = subprocess.Popen([str(bundle / "isengard"), "--volume", str(world["volume"])], env=clean_env(world),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    time.sleep(10)  # pyqtgraph takes ~0.5 s here; the rest is margin for a loaded machine
+    app.send_signal(signal.SIGTERM)
+    _, stderr = app.communicate(timeout=30)
+    assert "Traceback" not in stderr and "Exception in thread" not in stderr, stderr[-3000:]
+
+
 def test_window_screenshot_under_a_display(bundle: Path, world: dict[str, Path]) -> None:
     """Under xvfb-run: the real main window on an X server, captured from outside the app."""
     display = os.environ.get("DISPLAY")
