@@ -29,6 +29,8 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     train.add_argument("--save-every", type=int)
     train.add_argument("--sample-every", type=int)
     train.add_argument("--json-events", action="store_true", help="print every worker event as a JSON line")
+    train.add_argument("--plan-for-vram", type=float, metavar="GB",
+                       help="print the GPU memory plan for a card of GB (e.g. 24) and start nothing")
     train.set_defaults(handler=train_cmd, action="train")
 
     jobs = sub.add_parser("jobs", help="list, show, cancel and resume jobs")
@@ -96,6 +98,8 @@ def _report(ctx: AppContext, job: JobRow, args: argparse.Namespace) -> int:
 def train_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     from isengard_desktop.errors import ValidationError
 
+    if getattr(args, "plan_for_vram", None) is not None:
+        return plan_cmd(args)
     character = ctx.characters.resolve(args.character)
     engine = choose_training_engine(args.engine, _engine_availability(), ctx.mode)
     overrides = {"steps": args.steps, "learning_rate": args.learning_rate, "rank": args.rank, "alpha": args.alpha,
@@ -108,6 +112,22 @@ def train_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     job = ctx.jobs.submit("training", engine, spec.to_dict(), character.id, meta={"preset": args.preset})
     final = follow(ctx, job, args.json_events, args.json)
     return _report(ctx, final, args)
+
+
+def plan_cmd(args: argparse.Namespace) -> int:
+    """The memory plan of FLUX.1-dev with this preset and engine on a card of that size: needs no photos, no
+    downloaded model, no GPU (people use it to choose a card); exit code 1 when the run would be refused."""
+    from isengard_desktop.core.training_plan import card_for_size, describe, plan_for_preset
+
+    overrides = {"steps": args.steps, "learning_rate": args.learning_rate, "rank": args.rank, "alpha": args.alpha,
+                 "save_every": args.save_every, "sample_every": args.sample_every}
+    plan = plan_for_preset(args.engine or "aitoolkit", args.preset, card_for_size(args.plan_for_vram), overrides)
+    if args.json:
+        emit_json(plan.to_json())
+    else:
+        for line in describe(plan):
+            say(line)
+    return 0 if plan.ok else 1
 
 
 def list_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
