@@ -9,7 +9,8 @@ as they would to huggingface.co. What it answers was matched against what huggin
   ``Content-Range`` (416 past the end). With ``cdn_redirect=True`` an LFS file answers 302 to
   ``http://localhost:{port}/cdn/...`` (another host name for the same server, as the real hub redirects to its
   CDN): huggingface_hub then reads the metadata from the 302 itself and must not send the token to the CDN.
-* ``GET /api/models/{repo}/auth-check`` (``HfApi.auth_check``).
+* ``GET /api/models/{repo}/auth-check`` (``HfApi.auth_check``) and ``POST /api/models/{repo}/paths-info/{revision}``
+  (``HfApi.get_paths_info``: size, git oid, and for LFS files ``lfs.oid`` = sha256 and ``lfs.size``).
 * Errors as the real hub sends them (``utils/_http.py hf_raise_for_status`` reads ``X-Error-Code`` and
   ``X-Error-Message``): unknown repository 401 (anonymous) / 404 (with a token) ``RepoNotFound``; a token the hub
   does not know 401 ``Invalid credentials in Authorization header``; a gated repository 401 ``GatedRepo``
@@ -33,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 _CHUNK = 256 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -201,6 +202,44 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         self._route(head=False)
+
+    def do_POST(self) -> None:  # noqa: N802
+        hub = self.fake_hub
+        raw_path = self.path.split("?", 1)[0]
+        token = _bearer(self.headers.get("Authorization"))
+        hub.requests.append(SeenRequest("POST", raw_path, None, token is not None, self.headers.get("Host", "")))
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        match = re.fullmatch(r"/api/models/([^/]+/[^/]+)/paths-info/([^/]+)", raw_path)
+        if match is None:
+            self._error(404, None, "Not Found", head=False)
+            return
+        repo, revision = unquote(match.group(1)), unquote(match.group(2))
+        # The listing of a public gated repository is open to anyone (as on the hub's file browser); its content
+        # (resolve) is what the licence gates.
+        entry = hub.repos.get(repo)
+        denied = self._access(repo, token)
+        if entry is None or (denied and denied[1] != "GatedRepo"):
+            self._error(*(denied or (404, "RepoNotFound", "Repository not found")), head=False)
+            return
+        if revision not in ("main", entry.commit):
+            self._error(404, "RevisionNotFound", "Invalid rev id: " + revision, head=False)
+            return
+        answer = []
+        for path in parse_qs(body).get("paths", []):
+            fake = entry.files.get(path)
+            if fake is not None:
+                info: dict = {"type": "file", "path": path, "size": fake.size, "oid": fake.git_sha1}
+                if fake.lfs:
+                    info["lfs"] = {"oid": fake.sha256, "size": fake.size, "pointerSize": 134}
+                answer.append(info)
+            elif any(name.startswith(path.rstrip("/") + "/") for name in entry.files):
+                answer.append({"type": "directory", "path": path, "oid": hashlib.sha1(path.encode()).hexdigest()})  # noqa: S324
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _route(self, *, head: bool) -> None:
         hub = self.fake_hub

@@ -323,3 +323,10 @@ def test_a_xet_file_falls_back_to_plain_http_when_the_xet_path_fails(fake_hub: F
     dest = tmp_path / "models" / "model.safetensors"
     assert hub.download(remote, dest, None) == "succeeded"
     _assert_complete(dest, data)
+
+
+def test_the_app_log_redacts_a_hugging_face_token() -> None:
+    from isengard_desktop.core.log import redact_text
+
+    line = f"GET /resolve Authorization: Bearer {TOKEN} token={TOKEN}"
+    assert TOKEN not in redact_text(line)

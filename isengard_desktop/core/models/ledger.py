@@ -8,14 +8,36 @@ replaced or rewritten since is unknown again. Writes are atomic (a crash leaves 
 from __future__ import annotations
 
 import json
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from isengard_desktop.storage import atomic
 
 LEDGER_FILE = ".verified.json"
-_lock = threading.Lock()  # one writer at a time within a process (the worker verifies files one by one)
+LOCK_FILE = ".verified.lock"
+_lock = threading.Lock()  # one writer at a time within a process
+
+
+@contextmanager
+def _exclusive(models_dir: Path) -> Iterator[None]:
+    """One read-modify-write at a time across processes too (the download worker and the window's Verify)."""
+    with _lock:
+        try:
+            import fcntl
+        except ImportError:  # Windows: the in-process lock only
+            yield
+            return
+        models_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(models_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
 
 def _ledger_path(models_dir: Path) -> Path:
@@ -41,7 +63,7 @@ def _read(models_dir: Path) -> dict[str, Any]:
 def record_verified(models_dir: Path, path: Path, sha256: str) -> None:
     """Remember that ``path`` (as it is now on disk) has this sha256."""
     stat = Path(path).stat()
-    with _lock:
+    with _exclusive(Path(models_dir)):
         data = _read(models_dir)
         data[_key(models_dir, path)] = {"sha256": sha256.lower(), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         atomic.write_text(_ledger_path(models_dir), json.dumps(data, indent=1, sort_keys=True))
