@@ -330,3 +330,19 @@ def test_the_app_log_redacts_a_hugging_face_token() -> None:
 
     line = f"GET /resolve Authorization: Bearer {TOKEN} token={TOKEN}"
     assert TOKEN not in redact_text(line)
+
+
+def test_the_token_is_not_sent_to_the_cdn_the_hub_redirects_to(fake_hub: FakeHub, tmp_path: Path) -> None:
+    data = _payload(1 * MB, seed=12)
+    fake_hub.cdn_redirect = True  # the hub answers 302 to another host, as huggingface.co does for LFS files
+    fake_hub.add_file(GATED, "model.safetensors", data, gated=True)
+    fake_hub.add_token(TOKEN, {GATED: "accepted"})
+    remote = hub.remote_file(GATED, "model.safetensors", TOKEN)
+    assert remote.size == len(data) and remote.sha256 == hashlib.sha256(data).hexdigest()
+    dest = tmp_path / "models" / "model.safetensors"
+    fake_hub.cut_next(300_000)
+    assert hub.download(remote, dest, TOKEN) == "succeeded"
+    _assert_complete(dest, data)
+    cdn = [r for r in fake_hub.requests if r.path.startswith("/cdn/")]
+    assert [r.range for r in cdn] == [None, "bytes=300000-"] and not any(r.has_token for r in cdn)
+    assert all(r.has_token for r in fake_hub.requests if "/resolve/" in r.path)
