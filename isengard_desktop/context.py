@@ -59,6 +59,12 @@ class AppContext:
             jobs=JobManager(volume, db),
         )
         log.info("volume_opened", root=str(volume.root), mode=mode, schema=db.schema_version())
+        try:  # photos a killed import stored without recording them go to the trash (issue 11 item 7)
+            from isengard_desktop.core.orphans import collect
+
+            collect(volume, images_repo)
+        except OSError as exc:  # a read-only volume still opens
+            log.warning("import_leftovers_not_collected", error=str(exc))
         return ctx
 
     def extra_model_dirs(self) -> list[Path]:

@@ -8,6 +8,15 @@ from isengard_desktop.cli.output import ProgressBar, emit_json, say
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.dataset import ImageFilter
 
+EXIT_NOTHING_IMPORTED = 1
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def tsv_field(text: str) -> str:
+    """One field of the tab-separated listing: a tab, newline or backslash in a file name is escaped as
+    ``\\t``, ``\\n``, ``\\\\`` so every image stays one line of the same number of fields."""
+    return text.translate(_TSV_ESCAPES)
+
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("dataset", help="import photos and curate the dataset")
@@ -20,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
     lst = actions.add_parser("list", parents=[common], help="list images")
     lst.add_argument("--character", metavar="C")
-    lst.add_argument("--captioned", choices=["yes", "no"], help="only images with (yes) or without (no) their own caption")
+    lst.add_argument("--captioned", choices=["yes", "no"],
+                     help="only images with (yes) or without (no) their own caption")
     lst.add_argument("--too-small", action="store_true", help="only images too small for training")
     lst.add_argument("--duplicates", action="store_true", help="only images whose bytes appear more than once")
     lst.set_defaults(handler=list_cmd)
@@ -41,19 +51,22 @@ def import_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     bar = ProgressBar(f"Importing into {character.name}", enabled=not args.json)
     report = ctx.importer.run(character.id, args.paths, on_progress=lambda p: bar.update(p.done, p.total, p.current))
     bar.close()
+    # Non-zero only when nothing at all came in and something was refused or missing: a script must
+    # notice a wrong path, while re-importing a folder (all duplicates) is not a failure.
+    code = EXIT_NOTHING_IMPORTED if report.refused and not report.imported and not report.duplicates else 0
     if args.json:
         emit_json(report.to_json())
-        return 0
+        return code
     say(f"{character.name}: {report.summary}")
     for item in report.refused:
-        say(f"refused: {item['file']}: {item['reason']}")
+        say(f"refused: {tsv_field(item['file'])}: {item['reason']}")
     for item in report.duplicates:
-        say(f"already there: {item['file']}")
+        say(f"already there: {tsv_field(item['file'])}")
     small = sum(1 for item in report.imported if item["too_small"])
     if small:
         say(f"{small} imported photo(s) are smaller than {ctx.settings.min_training_side} px on the short side: "
             "they are flagged as too small for training.")
-    return 0
+    return code
 
 
 def list_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -65,8 +78,8 @@ def list_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
         return 0
     for image in images:
         flags = (" [too small]" if image.too_small else "") + (" [duplicate]" if image.row.duplicate_count > 1 else "")
-        say(f"{image.id}\t{image.character_name}\t{image.row.width}x{image.row.height}\t"
-            f"{image.row.source_name}{flags}\t{image.caption}")
+        say("\t".join((str(image.id), tsv_field(image.character_name), f"{image.row.width}x{image.row.height}",
+                       tsv_field(image.row.source_name) + flags, tsv_field(image.caption))))
     if not images:
         say("No images match.")
     return 0

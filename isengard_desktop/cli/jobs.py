@@ -43,6 +43,12 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         if name == "resume":
             parser.add_argument("--json-events", action="store_true")
         parser.set_defaults(handler=handler)
+    bundle = actions.add_parser("bundle", parents=[common], help="write a job's debug bundle (secrets redacted)")
+    bundle.add_argument("job_id", metavar="JOB_ID")
+    bundle.add_argument("--output", metavar="FILE", required=True, help="the .zip file to write")
+    bundle.add_argument("--include-images", action="store_true",
+                        help="add the job's sample images, which show the person (left out by default)")
+    bundle.set_defaults(handler=bundle_cmd)
 
 
 def _engine_availability() -> dict[str, tuple[bool, str]]:
@@ -172,3 +178,27 @@ def resume_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     job = ctx.jobs.resume(args.job_id)
     final = follow(ctx, job, args.json_events, args.json)
     return _report(ctx, final, args)
+
+
+def bundle_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    """The Jobs tab's "Export debug bundle", without the window."""
+    from pathlib import Path
+
+    from isengard_desktop.errors import ValidationError
+    from isengard_desktop.jobs.debug_bundle import build_debug_bundle, bundle_summary, person_images
+
+    job = ctx.jobs.get(args.job_id)
+    target = Path(args.output).expanduser()
+    if target.suffix.lower() != ".zip":
+        target = target.with_name(target.name + ".zip")
+    if not target.parent.is_dir():
+        raise ValidationError(f"The folder {target.parent} does not exist; choose where to write the bundle.")
+    folder = ctx.jobs.job_dir(job)
+    path = build_debug_bundle(ctx.volume, folder, ctx.mode, target, include_images=args.include_images)
+    images = len(person_images(folder))
+    if args.json:
+        emit_json({"job_id": job.id, "bundle": str(path), "images": images if args.include_images else 0,
+                   "images_left_out": 0 if args.include_images else images})
+    else:
+        say(f"Debug bundle written to {path}. {bundle_summary(images, args.include_images)}")
+    return 0

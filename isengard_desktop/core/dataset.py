@@ -8,13 +8,16 @@ from pathlib import Path
 import structlog
 
 from isengard_desktop.core.trash import move_to_trash
-from isengard_desktop.errors import NotFoundError
+from isengard_desktop.errors import NotFoundError, ValidationError
 from isengard_desktop.storage.repositories import CharacterRepository, ImageRepository, ImageRow
 from isengard_desktop.storage.volume import Volume
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_CAPTION = "a photo of {trigger}"
+# FLUX's T5 encoder reads 512 tokens (CLIP only 77); 1,000 characters is about 250 tokens, a long
+# description already, and keeps a pasted document out of the database and of every training run.
+MAX_CAPTION_LENGTH = 1000
 
 
 def default_caption(trigger_word: str) -> str:
@@ -108,6 +111,11 @@ class DatasetService:
         """Set an image's own caption; empty or None goes back to the default caption."""
         self.get(image_id)
         text = " ".join((caption or "").split()) or None
+        if text is not None and len(text) > MAX_CAPTION_LENGTH:
+            raise ValidationError(
+                f"The caption is {len(text)} characters long; keep it to {MAX_CAPTION_LENGTH} or fewer (the text "
+                "encoder reads about 512 tokens and drops the rest)."
+            )
         self.images.set_caption(image_id, text)
         log.info("caption_set", image_id=image_id, own_caption=text is not None)
         return self.get(image_id)

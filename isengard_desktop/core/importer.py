@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import sqlite3
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -20,7 +24,9 @@ from typing import Any
 
 import structlog
 
-from isengard_desktop.core.image_probe import probe
+from isengard_desktop.core import orphans
+from isengard_desktop.core.image_probe import NOT_REGULAR, probe
+from isengard_desktop.errors import NotFoundError
 from isengard_desktop.storage.repositories import ImageRepository
 from isengard_desktop.storage.volume import Volume
 
@@ -28,6 +34,10 @@ log = structlog.get_logger(__name__)
 
 # Below this many files a process pool costs more to start than it saves.
 POOL_THRESHOLD = 8
+MISSING = "there is no such file or folder"
+LINKED_FOLDER = ("it is a linked folder (symlink), which is not followed inside a folder; give it as a path of its "
+                 "own to import it")
+WATCHDOG_S = 1.0
 
 
 @dataclass
@@ -65,24 +75,62 @@ class ImportReport:
 
 
 def collect_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[dict[str, str]]]:
-    """Expand folders (recursively, skipping hidden files) into files; report paths that do not exist."""
+    """Expand folders (recursively, skipping hidden files) into files; report what cannot be imported.
+
+    Reported rather than skipped in silence: a path that does not exist, one that is not a regular file or
+    folder (a named pipe, a device), and a linked folder (symlink) met inside a folder. Linked folders are
+    not followed, because one can lead out of the folder given (or back into it, for ever); naming one as
+    a path of its own imports it.
+    """
     files: list[Path] = []
-    missing: list[dict[str, str]] = []
+    refused: list[dict[str, str]] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(d for d in dirs if not d.startswith(".") and os.path.islink(os.path.join(root, d))):
+                    refused.append({"file": os.path.join(root, name), "reason": LINKED_FOLDER})
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(root, d)))
                 files.extend(Path(root) / n for n in sorted(names) if not n.startswith("."))
         elif path.is_file():
             files.append(path)
+        elif os.path.lexists(path) and path.exists():
+            refused.append({"file": str(path), "reason": NOT_REGULAR})
+        elif os.path.lexists(path):
+            refused.append({"file": str(path), "reason": "it is a link to something that does not exist"})
         else:
-            missing.append({"file": str(path), "reason": "there is no such file or folder"})
-    return files, missing
+            refused.append({"file": str(path), "reason": MISSING})
+    return files, refused
 
 
 def _workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool worker initializer: end this worker when the importing process ends, even by SIGKILL.
+
+    A worker waits for work on a pipe that nothing closes when its parent is killed, so it would live on
+    for ever. On Linux the kernel kills it (PR_SET_PDEATHSIG, as the ComfyUI supervisor does); elsewhere,
+    and in case the parent died before the call, a watchdog thread sees the parent change.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCHDOG_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 class Importer:
@@ -98,8 +146,8 @@ class Importer:
         on_progress: Callable[[ImportProgress], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> ImportReport:
-        files, missing = collect_files(paths)
-        report = ImportReport(refused=list(missing))
+        files, unusable = collect_files(paths)
+        report = ImportReport(refused=list(unusable))
         known = self.images.hashes_for_character(character_id)
         total = len(files)
         pending_rows: list[dict[str, Any]] = []
@@ -110,8 +158,18 @@ class Importer:
         def flush() -> None:
             nonlocal pending_rows, last_flush
             if pending_rows:
-                ids = self.images.insert_many([{k: v for k, v in r.items() if k != "too_small"} for r in pending_rows])
+                try:
+                    ids = self.images.insert_many([{k: v for k, v in r.items() if k != "too_small"}
+                                                   for r in pending_rows])
+                except sqlite3.IntegrityError as exc:  # the character was deleted meanwhile (foreign key)
+                    raise NotFoundError(
+                        f"The character was deleted while its photos were being imported; {len(report.imported)} "
+                        "were recorded before that, the rest were not."
+                    ) from exc
                 for image_id, row in zip(ids, pending_rows, strict=True):
+                    if image_id is None:  # another import into this character recorded these bytes first
+                        report.duplicates.append({"file": row["source_path"], "sha256": row["sha256"]})
+                        continue
                     report.imported.append(
                         {"id": image_id, "file": row["source_path"], "sha256": row["sha256"],
                          "width": row["width"], "height": row["height"], "too_small": row["too_small"]}
@@ -132,14 +190,16 @@ class Importer:
                                      "too_small": too_small})
 
         done = 0
-        for source, result in self._results(files, should_cancel, report):
-            handle(source, result)
-            done += 1
-            if len(pending_rows) >= 64 or time.monotonic() - last_flush > 0.5:
-                flush()
-            if on_progress:
-                on_progress(ImportProgress(done, total, source.name))
-        flush()
+        # While the guard is held, stored files without a row yet are this import's, not leftovers.
+        with orphans.import_guard(self.volume):
+            for source, result in self._results(files, should_cancel, report):
+                handle(source, result)
+                done += 1
+                if len(pending_rows) >= 64 or time.monotonic() - last_flush > 0.5:
+                    flush()
+                if on_progress:
+                    on_progress(ImportProgress(done, total, source.name))
+            flush()
         log.info(
             "import_finished", character_id=character_id, imported=len(report.imported),
             duplicates=len(report.duplicates), refused=len(report.refused), cancelled=report.cancelled,
@@ -163,7 +223,8 @@ class Importer:
         queue = list(reversed(files))
         running: dict[Future, Path] = {}
         try:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
                 try:
                     while queue or running:
                         if should_cancel and should_cancel():

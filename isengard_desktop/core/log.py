@@ -25,13 +25,51 @@ CORRELATION_ENV = "ISENGARD_CORRELATION_ID"
 
 # Whole words of a key ("hf_token", "api_key"), so that "tokens" (a count) is not taken for a secret.
 _SECRET_KEYS = re.compile(r"(?:^|_)(token|secret|password|passwd|authorization|api_?key|cookie)(?:$|_)", re.I)
-_SECRET_VALUES = re.compile(r"\b(hf_[A-Za-z0-9]{10,}|sk-[A-Za-z0-9]{10,}|Bearer\s+[A-Za-z0-9._-]{10,})")
+# Known shapes of credentials, wherever they appear. Each keeps what comes before the secret itself.
+_SECRET_VALUES = re.compile(
+    r"\b(?:hf_[A-Za-z0-9]{10,}"  # Hugging Face
+    r"|sk-[A-Za-z0-9_-]{10,}"  # OpenAI-style (sk-..., sk-proj-...)
+    r"|gh[pousr]_[A-Za-z0-9]{20,}"  # GitHub tokens
+    r"|github_pat_[A-Za-z0-9_]{20,}"  # GitHub fine-grained tokens
+    r"|glpat-[A-Za-z0-9_-]{20,}"  # GitLab
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|AKIA[0-9A-Z]{16}"  # AWS access key id
+    r"|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})"  # a JSON web token
+)
+# "Authorization: Basic dXNlcjpwYXNz", "Bearer abc...": the scheme stays, the credential goes.
+_AUTH_SCHEMES = re.compile(r"\b(Bearer|Basic|Token|Digest)(\s+)[A-Za-z0-9._~+/=-]{6,}", re.I)
+# user:password@ in a URL.
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+@")
+# key=value, key: value, "key": "value" where the key names a secret (hf_token, password, API_KEY, ...).
+_KEY_VALUE = re.compile(
+    r"""(?P<key>[A-Za-z0-9_.-]*(?:token|secret|password|passwd|pwd|api_?key|apikey|key|auth|authorization"""
+    r"""|credentials?|cookie)\b)(?P<close>["']?)(?P<sep>\s*[:=]\s*)(?:(?P<quote>["'])(?P<quoted>[^"'\n]*)(?P=quote)"""
+    r"""|(?P<bare>[^\s"',;&}\]]+))""",
+    re.I,
+)
 REDACTED = "[redacted]"
+_NOT_SECRET = {"", "null", "none", "false", "true", "basic", "bearer", "token", "digest"}
+
+
+def _key_value(match: re.Match[str]) -> str:
+    key = match.group("key")
+    value = match.group("quoted") if match.group("quote") else match.group("bare")
+    # Nothing to hide (empty, null, already redacted), or an authorization scheme whose credential the
+    # scheme pattern has already replaced ("Authorization: Basic [redacted]").
+    if value.lower() in _NOT_SECRET or value.startswith("[redacted"):
+        return match.group(0)
+    quote = match.group("quote") or ""
+    return f"{key}{match.group('close')}{match.group('sep')}{quote}{REDACTED}{quote}"
 
 
 def redact_text(text: str) -> str:
-    """Replace anything that looks like a token in free text."""
-    return _SECRET_VALUES.sub(REDACTED, text)
+    """Replace anything that looks like a secret in free text: known token shapes, credentials after an
+    authorization scheme or in a URL, and the value of any key=value (or "key": "value") whose key names a
+    secret."""
+    text = _SECRET_VALUES.sub(REDACTED, text)
+    text = _AUTH_SCHEMES.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    text = _URL_CREDENTIALS.sub(f"{REDACTED}@", text)
+    return _KEY_VALUE.sub(_key_value, text)
 
 
 def _redact(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:

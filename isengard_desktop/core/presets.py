@@ -7,6 +7,7 @@ them; fast-test mode swaps in the preset's ``fast_test`` values so a run on the 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -46,17 +47,60 @@ class Preset:
         return values
 
 
-def _check(values: dict[str, Any]) -> None:
-    def positive(key: str) -> None:
-        if not isinstance(values[key], int | float) or values[key] <= 0:
-            raise ValidationError(f"{key.replace('_', ' ').capitalize()} must be a positive number, not {values[key]!r}.")
+# The checked range of every numeric training field: the CLI, the Training tab's Advanced fields (their
+# spin boxes take these ranges) and a hand-edited preset all meet the same limits, as generation's do.
+LIMITS: dict[str, tuple[int | float, int | float]] = {
+    "steps": (1, 100_000),
+    "learning_rate": (1e-6, 1e-2),  # above 0.01 a LoRA diverges within a few steps
+    "rank": (1, 256),
+    "alpha": (1, 256),
+    "batch_size": (1, 16),
+    "save_every": (1, 100_000),
+    "sample_every": (1, 100_000),
+    "sample_steps": (1, 150),  # generation's own step limit
+    "seed": (0, 2**32 - 1),
+}
+RESOLUTION_LIMITS = (64, 2048)
+MAX_SAMPLE_PROMPTS = 16
+MAX_PROMPT_LENGTH = 1000
 
-    for key in ("steps", "learning_rate", "rank", "alpha", "batch_size", "save_every", "sample_every", "sample_steps"):
-        positive(key)
-    if values["learning_rate"] > 0.01:
-        raise ValidationError(f"A learning rate of {values['learning_rate']} would destroy the model; use 0.0001 to 0.001.")
-    if not values["resolutions"] or any(int(r) < 64 or int(r) % 16 for r in values["resolutions"]):
-        raise ValidationError("Resolutions must be multiples of 16 and at least 64 px, for example 512, 768, 1024.")
+
+def _title(key: str) -> str:
+    return key.replace("_", " ").capitalize()
+
+
+def check_value(key: str, value: Any) -> None:
+    """Raise ValidationError (one sentence naming the field and its range) unless ``value`` is in range.
+
+    NaN and infinity fail every comparison, so the range test is written to refuse them; a bool is not a
+    number here, and a field of whole numbers refuses 2.5.
+    """
+    low, high = LIMITS[key]
+    whole = OVERRIDABLE[key] is int
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and isinstance(value, float) and (not math.isfinite(value) or (whole and not value.is_integer())):
+        number = False
+    if not number or not low <= value <= high:
+        kind = "a whole number" if whole else "a number"
+        raise ValidationError(f"{_title(key)} must be {kind} between {low:g} and {high:g}, not {value!r}.")
+
+
+def _check(values: dict[str, Any]) -> None:
+    for key in LIMITS:
+        if key in values:
+            check_value(key, values[key])
+    low, high = RESOLUTION_LIMITS
+    resolutions = values["resolutions"]
+    if (not isinstance(resolutions, list) or not resolutions or len(resolutions) > 8
+            or any(not isinstance(r, int) or isinstance(r, bool) or not low <= r <= high or r % 16
+                   for r in resolutions)):
+        raise ValidationError(f"Resolutions must be one to eight multiples of 16 between {low} and {high} px, for "
+                              f"example 512, 768, 1024, not {resolutions!r}.")
+    prompts = values.get("sample_prompts") or []
+    if (not isinstance(prompts, list) or len(prompts) > MAX_SAMPLE_PROMPTS
+            or any(not isinstance(p, str) or len(p) > MAX_PROMPT_LENGTH for p in prompts)):
+        raise ValidationError(f"Sample prompts must be at most {MAX_SAMPLE_PROMPTS} texts of up to "
+                              f"{MAX_PROMPT_LENGTH} characters each.")
 
 
 @cache

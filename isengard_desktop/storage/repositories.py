@@ -110,19 +110,29 @@ class ImageRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def insert_many(self, rows: list[dict]) -> list[int]:
-        """Insert image rows in one transaction; returns their ids."""
-        ids = []
+    def insert_many(self, rows: list[dict]) -> list[int | None]:
+        """Insert image rows in one transaction; returns their ids, None for a row the character already has.
+
+        Two imports into one character can race (two windows, the window and the CLI): whichever records
+        a photo first keeps it, and the other learns it is a duplicate instead of failing on the UNIQUE
+        constraint with its batch lost.
+        """
+        ids: list[int | None] = []
         with self.db.transaction() as conn:
             for row in rows:
                 cur = conn.execute(
                     "INSERT INTO images (character_id, sha256, rel_path, source_name, format, width, height,"
                     " orientation, file_size, caption, added_at) VALUES (:character_id, :sha256, :rel_path,"
-                    " :source_name, :format, :width, :height, :orientation, :file_size, :caption, :added_at)",
+                    " :source_name, :format, :width, :height, :orientation, :file_size, :caption, :added_at)"
+                    " ON CONFLICT (character_id, sha256) DO NOTHING",
                     {"caption": None, "added_at": now_iso(), **row},
                 )
-                ids.append(int(cur.lastrowid))
+                ids.append(int(cur.lastrowid) if cur.rowcount == 1 else None)
         return ids
+
+    def stored_paths(self) -> set[str]:
+        """Every stored file some image row points at (relative to the volume root)."""
+        return {r["rel_path"] for r in self.db.query("SELECT DISTINCT rel_path FROM images")}
 
     def hashes_for_character(self, character_id: int) -> set[str]:
         rows = self.db.query("SELECT sha256 FROM images WHERE character_id = ?", (character_id,))

@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -27,7 +28,7 @@ from isengard_desktop.context import AppContext
 from isengard_desktop.core.units import transfer_text
 from isengard_desktop.errors import IsengardError
 from isengard_desktop.jobs import protocol
-from isengard_desktop.jobs.debug_bundle import build_debug_bundle
+from isengard_desktop.jobs.debug_bundle import build_debug_bundle, bundle_summary, person_images
 from isengard_desktop.storage.jobs_repo import RESUMABLE_STATES, JobRow
 from isengard_desktop.ui.bridge import JobBridge
 from isengard_desktop.ui.widgets import button, label
@@ -74,7 +75,12 @@ class JobsTab(QWidget):
         self.cancel_button = button("Cancel")
         self.resume_button = button("Resume")
         self.bundle_button = button("Export debug bundle…")
-        for widget in (self.open_folder, self.cancel_button, self.resume_button, self.bundle_button):
+        # Off by default: a training job's samples are pictures of the person, and a bundle gets sent to others.
+        self.bundle_images = QCheckBox("Include sample images (they show the person)")
+        self.bundle_images.setToolTip("Adds the job's sample images to the debug bundle. Without it, the bundle "
+                                      "holds logs and settings only, with secrets and home-folder paths redacted.")
+        for widget in (self.open_folder, self.cancel_button, self.resume_button, self.bundle_images,
+                       self.bundle_button):
             header.addWidget(widget)
         layout.addLayout(header)
         self.table = QTableWidget(0, len(COLUMNS))
@@ -206,6 +212,8 @@ class JobsTab(QWidget):
             if not chosen:
                 return None
             target = Path(chosen)
-        path = build_debug_bundle(self.ctx.volume, self.ctx.jobs.job_dir(job) if job else None, self.ctx.mode, target)
-        self.status.setText(f"Debug bundle written to {path}. Secrets are redacted; checkpoints are left out.")
+        folder = self.ctx.jobs.job_dir(job) if job else None
+        include = self.bundle_images.isChecked()
+        path = build_debug_bundle(self.ctx.volume, folder, self.ctx.mode, target, include_images=include)
+        self.status.setText(f"Debug bundle written to {path}. {bundle_summary(len(person_images(folder)), include)}")
         return path

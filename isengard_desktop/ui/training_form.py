@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.mode import FAST_TEST
-from isengard_desktop.core.presets import all_presets, load_preset
+from isengard_desktop.core.presets import LIMITS, RESOLUTION_LIMITS, all_presets, load_preset
 from isengard_desktop.core.training import base_models, choose_training_engine
 from isengard_desktop.errors import IsengardError
 from isengard_desktop.ui.widgets import label
@@ -57,15 +57,20 @@ class TrainingForm(QWidget):
         QVBoxLayout(self.advanced).addWidget(self.advanced_body)
         self.advanced_body.setVisible(False)
         self.advanced.toggled.connect(self.advanced_body.setVisible)
-        self.steps = _spin(1, 100_000, 50)
+        # The ranges are core's checked limits (presets.LIMITS): the fields cannot hold what a run would refuse.
+        self.steps = _spin(*LIMITS["steps"], 50)
         self.learning_rate = QDoubleSpinBox()
         self.learning_rate.setDecimals(6)
-        self.learning_rate.setRange(0.000001, 0.01)
+        self.learning_rate.setRange(*LIMITS["learning_rate"])
         self.learning_rate.setSingleStep(0.00005)
-        self.rank, self.alpha = _spin(1, 256), _spin(1, 256)
-        self.resolution = _spin(64, 2048, 64)
-        self.batch = _spin(1, 16)
-        self.save_every, self.sample_every = _spin(1, 100_000, 50), _spin(1, 100_000, 50)
+        self.rank, self.alpha = _spin(*LIMITS["rank"]), _spin(*LIMITS["alpha"])
+        self.resolution = _spin(*RESOLUTION_LIMITS, 64)
+        self.batch = _spin(*LIMITS["batch_size"])
+        self.save_every, self.sample_every = _spin(*LIMITS["save_every"], 50), _spin(*LIMITS["sample_every"], 50)
+        for text, widget in (("Steps", self.steps), ("Learning rate", self.learning_rate), ("Rank", self.rank),
+                             ("Alpha", self.alpha), ("Batch", self.batch), ("Save every N steps", self.save_every),
+                             ("Sample every N steps", self.sample_every)):
+            widget.setToolTip(f"{text}: {widget.minimum():g} to {widget.maximum():g}")
         self.prompts = QPlainTextEdit()
         self.prompts.setPlaceholderText("One sample prompt per line (default: two prompts with the trigger word)")
         self.prompts.setFixedHeight(60)
@@ -143,7 +148,9 @@ class TrainingForm(QWidget):
             return {}
         preset = load_preset(self.preset.currentData())
         base = preset.values(fast_test=self.ctx.mode == FAST_TEST)
-        resolutions = sorted({r for r in base["resolutions"] if r <= self.resolution.value()} | {self.resolution.value()})
+        # A resolution is a multiple of 16 (the spin box steps by 64 but a typed value can be anything).
+        chosen = self.resolution.value() // 16 * 16
+        resolutions = sorted({r for r in base["resolutions"] if r <= chosen} | {chosen})
         prompts = [line.strip() for line in self.prompts.toPlainText().splitlines() if line.strip()]
         return {"steps": self.steps.value(), "learning_rate": self.learning_rate.value(), "rank": self.rank.value(),
                 "alpha": self.alpha.value(), "resolutions": resolutions, "batch_size": self.batch.value(),
