@@ -20,7 +20,7 @@ from pathlib import Path
 import structlog
 
 from engines.aitoolkit import progress as parse
-from engines.aitoolkit.config import build_config
+from engines.aitoolkit.config import build_config, plan_run
 from engines.interface import Availability, Emit, ShouldStop, TrainingSpec, lora_metadata
 
 log = structlog.get_logger(__name__)
@@ -111,7 +111,16 @@ class AIToolkitEngine:
         config_path = output / "aitoolkit_job.json"
         import json
 
-        config = build_config(spec, output / "aitoolkit_dataset", training_folder, device)
+        settings = None
+        if device.startswith("cuda"):  # the memory plan decides quantize/quantize_te/low_vram, or refuses
+            plan = plan_run(spec)
+            if plan is not None and not plan.ok:
+                raise RuntimeError(plan.reason)
+            if plan is not None:
+                settings = plan.settings
+                if plan.verdict == "adjusted":
+                    emit({"event": "log", "level": "warning", "message": plan.reason})
+        config = build_config(spec, output / "aitoolkit_dataset", training_folder, device, settings)
         atomic.write_text(config_path, json.dumps(config, indent=2))
         run = _Run(spec, emit, training_folder / spec.lora_name)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}

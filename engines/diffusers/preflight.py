@@ -2,16 +2,25 @@
 
 Each problem is one sentence naming the thing, the reason and what to do. Sizes are estimated from
 the model's config and the safetensors headers (a few kilobytes read), never from loading weights.
+GPU memory is judged by the memory plan (isengard_desktop/core/memory_plan.py), phase by phase: text
+encoders, VAE, transformer with LoRA, gradients, optimizer state, activations at the run's largest
+resolution, the CUDA context and what other programs hold on the card; its settings (a 4-bit transformer,
+smaller resolutions) are what the trainer then uses, and a plan that cannot fit stops the run before
+minutes of text encoding and latent caching.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import struct
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engines.interface import TrainingSpec
+
+if TYPE_CHECKING:
+    from isengard_desktop.core.memory_plan import Card, Plan
 
 MB = 1024 * 1024
 GB = 1024 * MB
@@ -29,22 +38,6 @@ def lora_parameters(base_model: Path, rank: int) -> int:
     return blocks * rank * inner
 
 
-def transformer_bytes(base_model: Path, bytes_per_param: int = 2) -> int:
-    """The transformer's size once loaded with ``bytes_per_param`` per weight (bf16: 2)."""
-    count = 0
-    for path in sorted((base_model / "transformer").glob("*.safetensors")):
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
-        for name, info in header.items():
-            if name != "__metadata__":
-                size = 1
-                for dim in info["shape"]:
-                    size *= dim
-                count += size
-    return count * bytes_per_param
-
-
 def disk_needed(spec: TrainingSpec) -> int:
     """Bytes the run writes at its peak: KEEP checkpoints plus one being written, the final LoRA, caches."""
     from engines.diffusers.checkpoint import KEEP
@@ -54,12 +47,8 @@ def disk_needed(spec: TrainingSpec) -> int:
     return checkpoint * (KEEP + 1) + params * 4 + MARGIN
 
 
-def preflight(spec: TrainingSpec, cuda_free_bytes: int | None = None) -> list[str]:
-    """Every problem that would stop this run, as sentences; an empty list means go.
-
-    ``cuda_free_bytes`` is the free memory of the GPU the run will use (None on the CPU); the trainer
-    passes it because asking CUDA needs torch, which this module does not import.
-    """
+def preflight(spec: TrainingSpec) -> list[str]:
+    """Every problem that would stop this run before the GPU is asked, as sentences; an empty list means go."""
     problems: list[str] = []
     base = Path(spec.base_model)
     if not (base / "model_index.json").is_file() or not (base / "transformer" / "config.json").is_file():
@@ -88,16 +77,29 @@ def preflight(spec: TrainingSpec, cuda_free_bytes: int | None = None) -> list[st
                 f"Not enough disk space in {existing}: the run needs about {need / GB:.1f} GB "
                 f"and {free / GB:.1f} GB is free; free some space or move the volume."
             )
-    if cuda_free_bytes is not None:
-        # Low-VRAM mode stores the frozen transformer in 8 bit (models.load_transformer).
-        bytes_per_param = 1 if spec.low_vram else 2
-        weights = transformer_bytes(base, bytes_per_param)
-        if weights > cuda_free_bytes:
-            precision = "8 bit" if spec.low_vram else "bf16"
-            advice = "" if spec.low_vram else " or choose the Quick or Balanced preset (low-VRAM mode)"
-            problems.append(
-                f"The GPU has {cuda_free_bytes / GB:.1f} GB free but the base model's transformer "
-                f"alone needs {weights / GB:.1f} GB in {precision}; close other GPU programs{advice}, or use a "
-                "GPU with more memory."
-            )
     return problems
+
+
+PLAN_FILE = "memory_plan.json"
+
+
+def memory_plan(spec: TrainingSpec, card: Card, bitsandbytes: bool) -> Plan:
+    """The plan of this run on ``card`` (the trainer's GPU, measured from inside the worker).
+
+    A resumed run keeps the resolutions its first start chose (the data order of its checkpoints
+    depends on them), so the saved plan's resolutions are planned again rather than the spec's.
+    """
+    from isengard_desktop.core.memory_plan import ModelSizes
+    from isengard_desktop.core.training_plan import plan_for_spec
+
+    saved = Path(spec.output_dir) / PLAN_FILE
+    if spec.resume and saved.is_file():
+        earlier = json.loads(saved.read_text(encoding="utf-8"))
+        spec = replace(spec, resolutions=list(earlier["settings"]["resolutions"]))
+    return plan_for_spec(spec, "diffusers", card, ModelSizes.from_folder(Path(spec.base_model)), bitsandbytes)
+
+
+def save_plan(spec: TrainingSpec, plan: Plan) -> None:
+    from isengard_desktop.storage import atomic
+
+    atomic.write_text(Path(spec.output_dir) / PLAN_FILE, json.dumps(plan.to_json(), indent=2))

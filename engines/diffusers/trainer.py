@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
@@ -21,10 +21,11 @@ from engines.diffusers.dataset import BatchOrder, Sample, derive_seed, plan_samp
 from engines.diffusers.errors import TrainingError
 from engines.diffusers.flow import Conditioning, FlowMatching
 from engines.diffusers.latents import LatentDist, cache_latents
-from engines.diffusers.preflight import preflight
+from engines.diffusers.preflight import memory_plan, preflight, save_plan
 from engines.diffusers.sampling import Sampler
 from engines.diffusers.text import TextEmbedding, encode_texts
 from engines.interface import Emit, ShouldStop, TrainingSpec, lora_metadata
+from isengard_desktop.core.memory_plan import ModelSizes
 
 log = structlog.get_logger(__name__)
 
@@ -106,11 +107,13 @@ def prepare(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop = lambda: Fa
             raise _StoppedDuringSetup
 
     _check_name(spec.lora_name)
-    output = Path(spec.output_dir)
-    runtime = models.resolve_runtime(spec.device, spec.num_threads)
-    problems = preflight(spec, models.cuda_free_bytes(runtime))
+    problems = preflight(spec)
     if problems:
         raise TrainingError(" ".join(problems))
+    base = Path(spec.base_model)
+    runtime = models.resolve_runtime(spec.device, spec.num_threads, ModelSizes.from_folder(base).transformer)
+    spec, settings = _plan_memory(spec, runtime, emit)
+    output = Path(spec.output_dir)
     samples, skipped = plan_samples(spec.dataset, spec.resolutions)
     for sentence in skipped:
         log.warning("image_skipped", reason=sentence)
@@ -122,7 +125,6 @@ def prepare(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop = lambda: Fa
             "or train into a new folder."
         )
     models.quiet_progress_bars()
-    base = Path(spec.base_model)
     cache = output / "cache"
     checkpoint_stop()
     texts = encode_texts(
@@ -137,14 +139,12 @@ def prepare(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop = lambda: Fa
     latents = cache_latents(samples, vae, cache, runtime.device)
     checkpoint_stop()
     flow = FlowMatching(models.load_scheduler(base), vae.config.shift_factor or 0.0, vae.config.scaling_factor)
-    transformer = models.load_transformer(base, runtime, spec.low_vram, warn=lambda text: _warn(emit, text))
+    transformer = models.load_transformer(base, runtime, settings["transformer"])
     checkpoint_stop()
     # The LoRA's initial weights come from the run's seed, whatever ran before in this process.
     torch.manual_seed(derive_seed(spec.seed, "lora-init"))
     params = lora.add_lora(transformer, spec.rank, spec.alpha)
-    optimizer = models.make_optimizer(
-        params, spec.learning_rate, runtime, spec.low_vram, warn=lambda text: _warn(emit, text)
-    )
+    optimizer = models.make_optimizer(params, spec.learning_rate, runtime, settings["optimizer"])
     sampler = None
     if spec.sample_prompts:
         sampler = Sampler(base, transformer, vae, output / "samples", spec, texts)
@@ -169,6 +169,23 @@ def prepare(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop = lambda: Fa
         log.info("training_resume_without_checkpoint", output_dir=str(output))
         emit({"event": "log", "level": "info", "message": "No checkpoint to resume from: training from the start."})
     return run
+
+
+def _plan_memory(spec: TrainingSpec, runtime: models.Runtime, emit: Emit) -> tuple[TrainingSpec, dict]:
+    """On a GPU: the memory plan decides (as configured, adjusted with named settings, or refused before
+    any model loads); the spec comes back with the plan's resolutions. On the CPU: fp32, as configured."""
+    if runtime.device.type != "cuda":
+        return spec, {"transformer": "bf16", "optimizer": "adamw"}
+    card = models.cuda_card(runtime)
+    plan = memory_plan(spec, card, models.has_bitsandbytes())
+    log.info("memory_planned", verdict=plan.verdict, peak_gb=round(plan.peak_gb, 2), settings=plan.settings,
+             card=card.to_json())
+    if not plan.ok:
+        raise TrainingError(plan.reason)
+    if plan.verdict == "adjusted":
+        _warn(emit, plan.reason)
+    save_plan(spec, plan)
+    return replace(spec, resolutions=list(plan.settings["resolutions"])), plan.settings
 
 
 def restore(run: Run, folder: Path) -> None:

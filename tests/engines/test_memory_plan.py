@@ -132,3 +132,21 @@ def test_plan_json_shape() -> None:
 def test_sizes_from_a_folder_match_its_headers(tiny_flux: Path) -> None:
     sizes = ModelSizes.from_folder(tiny_flux)
     assert sizes.transformer == 81_664  # FACTS.md: the tiny transformer's parameter count
+
+
+@pytest.mark.parametrize("preset", ["balanced", "high"])
+def test_aitoolkit_config_gets_the_plans_settings(preset: str) -> None:
+    from engines.aitoolkit.config import build_config
+    from tests.engines.test_aitoolkit_engine import spec_for
+
+    spec = spec_for(preset)
+    plan = plan_for_preset("aitoolkit", preset, card("rtx3090", display=True))
+    config = build_config(spec, Path("/d"), Path("/t"), "cuda:0", plan.settings)
+    process = config["config"]["process"][0]
+    assert process["model"]["low_vram"] and process["model"]["quantize"] and process["model"]["quantize_te"]
+    assert process["train"]["optimizer"] == "adamw8bit"
+    expected = [512, 768, 1024] if preset == "balanced" else [512, 768]  # rank 32 beside a display: no 1024 bucket
+    assert process["datasets"][0]["resolution"] == expected and process["sample"]["width"] == max(expected)
+    # On the CPU (fast-test) the plan does not apply: nothing is quantized.
+    cpu = build_config(spec, Path("/d"), Path("/t"), "cpu", plan.settings)["config"]["process"][0]
+    assert not cpu["model"]["quantize"] and not cpu["model"]["low_vram"]
