@@ -1,0 +1,63 @@
+"""No silent fallbacks: the built-in engine refuses the CPU for FLUX.1-dev-sized models or when a driver is present,
+and this machine's cards (memory in use, display attached) are read from nvidia-smi — here a stand-in script on
+PATH that answers the two queries the way the real tool does for a desktop RTX 3090."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from engines.diffusers import models
+from engines.diffusers.errors import TrainingError
+from isengard_desktop.core import gpu_cards, mode
+
+FAKE_SMI = """#!/bin/sh
+case "$*" in
+  *display_active*) echo "0, Enabled, Enabled" ;;
+  *--query-gpu=name*) echo "NVIDIA GeForce RTX 3090, 595.58.03, 24576, 1021, 8.6" ;;
+  *-L*) echo "GPU 0: NVIDIA GeForce RTX 3090 (UUID: GPU-00000000-0000-0000-0000-000000000000)" ;;
+esac
+"""
+
+
+@pytest.fixture
+def desktop_3090(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    script = tmp_path / "bin" / "nvidia-smi"
+    script.parent.mkdir()
+    script.write_text(FAKE_SMI)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    mode.detect_gpu.cache_clear()
+    gpu_cards._cache = None
+    yield
+    mode.detect_gpu.cache_clear()
+    gpu_cards._cache = None
+
+
+def test_flux_is_never_trained_on_the_cpu_by_accident() -> None:
+    if models.torch.cuda.is_available() or mode.detect_gpu().present:
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(TrainingError, match="GB of RAM in fp32"):
+        models.resolve_runtime("auto", 1, transformer_params=11_901_477_020)
+    assert models.resolve_runtime("auto", 1, transformer_params=81_664).device.type == "cpu"  # the tiny model
+    assert models.resolve_runtime("cpu", 1, transformer_params=11_901_477_020).device.type == "cpu"  # asked for
+
+
+def test_a_driver_with_a_cpu_torch_is_refused_with_the_doctors_fix(desktop_3090) -> None:
+    if models.torch.cuda.is_available():
+        pytest.skip("this torch has CUDA")
+    with pytest.raises(TrainingError, match="RTX 3090.*isengard doctor"):
+        models.resolve_runtime("auto", 1, transformer_params=81_664)
+
+
+def test_the_local_card_says_it_drives_a_display(desktop_3090) -> None:
+    card = gpu_cards.training_card(fresh=True)
+    assert card is not None and card.display and card.name == "NVIDIA GeForce RTX 3090"
+    assert round(card.total_gb, 1) == 24.0 and round(card.used_gb, 2) == 1.0
+    from isengard_desktop.core.training_plan import plan_for_preset
+
+    plan = plan_for_preset("aitoolkit", "quick", card)
+    assert plan.settings["low_vram"] and "drives a display" in plan.reason
