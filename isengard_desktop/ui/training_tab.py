@@ -144,10 +144,28 @@ class TrainingTab(QWidget):
         lines = [f"✖ {p}" for p in check.problems] + [f"• {w}" for w in check.warnings]
         if check.ok:
             lines.insert(0, f"✔ Ready: {len(spec.dataset)} photos, {spec.steps} steps, rank {spec.rank}.")
+        memory = self._memory_plan(spec)
+        if memory is not None:
+            from isengard_desktop.core.training_plan import describe
+
+            lines += describe(memory)
+            if not memory.ok:  # the same verdict the engine would reach after minutes of loading
+                check.problems.append(memory.reason)
         self.form.verdict.setText("\n".join(lines))
         self.start_button.setEnabled(check.ok and self.form.engine.currentData() is not None
                                      and not self.ctx.jobs.running_jobs())
         return spec, check
+
+    def _memory_plan(self, spec):
+        """The GPU memory plan of this run on this machine's card (production mode, a planned engine), or None."""
+        from isengard_desktop.core.gpu_cards import training_card
+        from isengard_desktop.core.training_plan import PLANNED_ENGINES, plan_for_spec
+
+        engine = self.form.engine.currentData()
+        if self.ctx.mode == FAST_TEST or engine not in PLANNED_ENGINES:
+            return None
+        card = training_card()  # nvidia-smi, asked at most every 30 s
+        return plan_for_spec(spec, engine, card) if card is not None else None
 
     def start(self) -> str | None:
         built = self.update_verdict()
