@@ -346,3 +346,28 @@ def test_the_token_is_not_sent_to_the_cdn_the_hub_redirects_to(fake_hub: FakeHub
     cdn = [r for r in fake_hub.requests if r.path.startswith("/cdn/")]
     assert [r.range for r in cdn] == [None, "bytes=300000-"] and not any(r.has_token for r in cdn)
     assert all(r.has_token for r in fake_hub.requests if "/resolve/" in r.path)
+
+
+def test_a_plan_of_two_files_and_a_link_reports_bytes_and_places_everything(fake_hub: FakeHub,
+                                                                              tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    one, two = _payload(600_000, seed=13), _payload(900_000, seed=14)
+    fake_hub.add_file(REPO, "transformer.safetensors", one)
+    fake_hub.add_file(REPO, "config.json", two, lfs=False)  # a small git file: no sha256 published
+    spec = _spec(models / "FLUX" / "transformer.safetensors", one, path="transformer.safetensors")
+    spec["files"].append({"repo": REPO, "path": "config.json", "revision": "main", "dest": str(models / "cfg.json"),
+                          "size": None, "sha256": None, "gated": False})
+    spec["links"] = [{"src": str(models / "FLUX" / "transformer.safetensors"),
+                      "dest": str(models / "diffusion_models" / "flux.safetensors")}]
+    events: list[dict] = []
+    assert download_job.run(spec, events.append, lambda: False, models) == "succeeded"
+    artifacts = [e for e in events if e["event"] == "artifact"]
+    assert [Path(e["path"]).name for e in artifacts] == ["transformer.safetensors", "cfg.json", "flux.safetensors"]
+    assert artifacts[2]["link"] == "hardlink"
+    last = [e for e in events if e["event"] == "progress"][-1]
+    assert last["step"] == last["total"] == len(one) + len(two)
+    assert (models / "diffusion_models" / "flux.safetensors").stat().st_ino == (
+        models / "FLUX" / "transformer.safetensors").stat().st_ino
+    assert ledger.verified_sha256(models, models / "cfg.json") == hashlib.sha256(two).hexdigest()
+    assert ledger.verified_sha256(models, models / "diffusion_models" / "flux.safetensors") == hashlib.sha256(
+        one).hexdigest()

@@ -44,6 +44,8 @@ class _Progress:
     def update(self, done_in_file: int, file: str, phase: str = "download", total: int | None = None,
                force: bool = False) -> None:
         now = time.monotonic()
+        if phase != "download":
+            self._last_done = None  # bytes hashed on disk are not network speed: measure afresh afterwards
         if not force and now - self._last_emit < EMIT_INTERVAL_S:
             return
         done = self.base + done_in_file if total is None else done_in_file
