@@ -325,6 +325,24 @@ def test_a_xet_file_falls_back_to_plain_http_when_the_xet_path_fails(fake_hub: F
     _assert_complete(dest, data)
 
 
+def test_a_big_xet_file_takes_the_resumable_ranged_path(fake_hub: FakeHub, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # Above XET_MAX_BYTES a restart must resume from the bytes on disk, which hf_xet's cache may not assure.
+    from structlog.testing import capture_logs
+
+    monkeypatch.setattr(hub, "XET_MAX_BYTES", 512 * 1024)
+    data = _payload(1 * MB, seed=13)
+    fake_hub.add_file(REPO, "big.safetensors", data, xet=True)
+    remote = hub.remote_file(REPO, "big.safetensors", None)
+    dest = tmp_path / "models" / "big.safetensors"
+    with capture_logs() as logs:
+        assert hub.download(remote, dest, None) == "succeeded"
+    started = [e for e in logs if e["event"] == "download_started"]
+    assert started and started[0]["xet"] is False
+    assert not [e for e in logs if e["event"] == "download_xet_failed"]
+    _assert_complete(dest, data)
+
+
 def test_the_app_log_redacts_a_hugging_face_token() -> None:
     from isengard_desktop.core.log import redact_text
 

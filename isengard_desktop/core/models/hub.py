@@ -32,6 +32,7 @@ import structlog
 from isengard_desktop.errors import IsengardError
 
 log = structlog.get_logger(__name__)
+XET_MAX_BYTES = 2 * 1000**3  # larger files resume through our ranged download (see download())
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 CHUNK = 1 << 20
@@ -277,7 +278,10 @@ def download(remote: RemoteFile, dest: Path, token: str | None, *, expected_size
 
     atomic.write_text(_sidecar(dest), json.dumps(asdict(ident)))
     digest = hashlib.sha256()
-    use_xet = remote.xet and _xet_available()
+    # Xet for small files only: whether hf_xet's chunk cache can resume a restarted 23.8 GB transformer depends on
+    # how its wheel was built (10 GB or none), and a second 24 GB download is the failure people give up over. Big
+    # files, and any file with bytes already on disk, take the ranged HTTP path, which resumes from the partial file.
+    use_xet = remote.xet and size <= XET_MAX_BYTES and not have and _xet_available()
     log.info("download_started", repo=remote.repo, path=remote.path, file=str(dest), size=size, resume_from=have,
              xet=use_xet)
     if use_xet:
