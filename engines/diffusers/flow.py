@@ -1,9 +1,14 @@
 """FLUX's rectified-flow training objective, following diffusers' ``train_dreambooth_lora_flux.py``.
 
-A step draws a noise level sigma from the base model's training schedule (FLUX.1-dev: static shift 3,
-which puts more steps at high noise), mixes ``noisy = (1 - sigma) * latents + sigma * noise``, and
-trains the transformer to predict the velocity ``noise - latents`` under mean squared error. Latents
-are packed into 2x2 patches as FLUX expects. All randomness of a step comes from one generator
+A step draws a noise level sigma uniformly from the base model's training schedule, mixes
+``noisy = (1 - sigma) * latents + sigma * noise``, and trains the transformer to predict the velocity
+``noise - latents`` under mean squared error. For FLUX.1-dev the schedule's sigmas are evenly spaced:
+its scheduler config sets ``use_dynamic_shifting``, so the ``shift: 3.0`` it also lists is not applied to
+the training sigmas (diffusers' script draws from the same table). The guidance input is 3.5, the
+script's default. AI-Toolkit trains the same presets differently, on purpose: guidance 1.0
+(``train.cfg_scale``) and sigmoid-distributed timesteps (``train.timestep_type``), its own tested
+defaults; each engine keeps its upstream's recipe (ERROR_LIST E15). Latents are packed into 2x2 patches
+as FLUX expects. All randomness of a step comes from one generator
 passed in, which is what makes a resumed run bitwise identical to an uninterrupted one.
 """
 
@@ -14,9 +19,10 @@ from dataclasses import dataclass
 import torch
 
 # FLUX.1-dev is guidance-distilled: the transformer takes the guidance scale as an input, and
-# diffusers' script trains with the value people generate with.
+# diffusers' script trains with the value people generate with (AI-Toolkit and kohya train with 1.0).
 TRAIN_GUIDANCE = 3.5
-# Uniform timestep density over the shifted schedule: the script's default ("none").
+# Uniform timestep density over the schedule: the script's default ("none"). FLUX.1-dev's schedule is not
+# shifted for training (use_dynamic_shifting), so sigmas are uniform in [0, 1].
 WEIGHTING = "none"
 
 

@@ -3,9 +3,12 @@
 Loading FLUX.1-dev takes tens of seconds (33 GB of weights), so the pipeline lives in this module's
 cache for as long as the worker does: the job manager keeps one generation worker running between
 requests (``worker --serve``), and only the first image after a start or a change of base model pays
-the load. LoRAs are loaded once per file (keyed by path, size and modification time) as named peft
-adapters and set to each request's strengths; adapters a request does not use are switched off,
-so strength 0 and "no LoRA" give the same image.
+the load. How the pipeline sits on a GPU comes from the memory plan (core/memory_plan_generate.py), made
+when it loads: everything in bf16 on the card when it fits (a 40 GB card), else each part on the card
+only while it runs, else a 4-bit transformer (NF4, with bitsandbytes), else layer by layer. LoRAs are
+loaded once per file (keyed by path, size and modification time) as named peft adapters and set to each
+request's strengths; adapters a request does not use are deleted (each would otherwise stay in memory
+for the life of the worker), so strength 0 and "no LoRA" give the same image.
 """
 
 from __future__ import annotations
@@ -30,9 +33,7 @@ from isengard_desktop.storage import atomic
 log = structlog.get_logger(__name__)
 
 ENGINE = "diffusers"
-# Above this much free GPU memory the whole pipeline sits on the GPU; below it, diffusers moves each
-# part to the GPU only while it runs (FLUX.1-dev in bf16 is ~33 GB with both text encoders).
-FULL_GPU_BYTES = 36 * 1024**3
+PLAN_SIZE = (1024, 1024)  # the aspect presets are all about one megapixel: plan for the largest
 
 
 @dataclass
@@ -65,17 +66,45 @@ def _load_pipeline(base_model: Path, runtime: models.Runtime, emit: Emit) -> Loa
     if not (base_model / "model_index.json").is_file():
         raise GenerationError(f"The base model folder {base_model} is not a diffusers FLUX model (it has no "
                               "model_index.json); choose another base model in Settings.")
-    pipe = FluxPipeline.from_pretrained(base_model, torch_dtype=runtime.dtype)
+    strategy = _strategy(runtime, emit)
+    if strategy.startswith("nf4"):
+        from diffusers import BitsAndBytesConfig, FluxTransformer2DModel
+
+        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                          bnb_4bit_compute_dtype=runtime.dtype)
+        transformer = FluxTransformer2DModel.from_pretrained(base_model, subfolder="transformer",
+                                                             quantization_config=quantization,
+                                                             torch_dtype=runtime.dtype)
+        pipe = FluxPipeline.from_pretrained(base_model, transformer=transformer, torch_dtype=runtime.dtype)
+    else:
+        pipe = FluxPipeline.from_pretrained(base_model, torch_dtype=runtime.dtype)
     pipe.set_progress_bar_config(disable=True)
-    free = models.cuda_free_bytes(runtime)
-    if free is not None and free < FULL_GPU_BYTES:
+    if strategy.endswith("model_cpu_offload"):
         pipe.enable_model_cpu_offload(device=runtime.device)
-        log.info("pipeline_cpu_offload", free_gb=round(free / 1024**3, 1))
+    elif strategy == "sequential_cpu_offload":
+        pipe.enable_sequential_cpu_offload(device=runtime.device)
     else:
         pipe.to(runtime.device)
     _loaded = LoadedPipeline(key, pipe)
     log.info("pipeline_loaded", base_model=key[0], seconds=round(time.perf_counter() - started, 3))
     return _loaded
+
+
+def _strategy(runtime: models.Runtime, emit: Emit) -> str:
+    """How to hold the pipeline: "cpu" without a GPU, else the memory plan's strategy for this card now."""
+    if runtime.device.type != "cuda":
+        return "cpu"
+    from isengard_desktop.core.memory_plan_generate import plan_generation
+
+    card = models.cuda_card(runtime)
+    plan = plan_generation(card, *PLAN_SIZE, bitsandbytes=models.has_bitsandbytes())
+    log.info("generation_planned", verdict=plan.verdict, strategy=plan.settings["strategy"],
+             peak_gb=round(plan.peak_gb, 2), card=card.to_json())
+    if not plan.ok:
+        raise GenerationError(plan.reason)
+    if plan.verdict == "adjusted":
+        emit({"event": "log", "level": "info", "message": plan.reason})
+    return str(plan.settings["strategy"])
 
 
 def _identity(path: Path) -> str:
@@ -107,11 +136,13 @@ def _apply_loras(loaded: LoadedPipeline, request: GenerationRequest) -> None:
             log.info("lora_loaded", path=str(path), adapter=name, seconds=round(time.perf_counter() - started, 3))
         names.append(name)
         weights.append(float(lora.strength))
+    stale = [identity for identity, name in loaded.adapters.items() if name not in names]
+    if stale:  # a LoRA no longer asked for is deleted, not only switched off: it would hold memory forever
+        pipe.delete_adapters([loaded.adapters.pop(identity) for identity in stale])
+        log.info("lora_unloaded", count=len(stale))
     if names:
         pipe.enable_lora()
         pipe.set_adapters(names, adapter_weights=weights)
-    elif loaded.adapters:
-        pipe.disable_lora()
 
 
 def generate(request: GenerationRequest, emit: Emit, should_stop: ShouldStop, app_version: str) -> str:

@@ -203,7 +203,7 @@ def vae_gib(pixels: int, direction: str) -> float:
     return pixels * figures()["vae"][f"{direction}_bytes_per_pixel"] / GIB
 
 
-def _t5(sizes: ModelSizes, precision: str) -> float:
+def t5_gib(sizes: ModelSizes, precision: str) -> float:
     return weights_gib(sizes.t5, precision, figures()["flux"]["t5_embedding_params"])
 
 
@@ -218,7 +218,7 @@ def diffusers_phases(settings: dict[str, Any], sizes: ModelSizes) -> dict[str, f
     vae = weights_gib(sizes.vae, "bf16")
     lora = lora_gib(lora_params(settings["rank"]), settings["optimizer"])
     phases = {
-        "text_encoding": weights_gib(sizes.clip, "bf16") + _t5(sizes, "bf16") + inference_activations_gib(text),
+        "text_encoding": weights_gib(sizes.clip, "bf16") + t5_gib(sizes, "bf16") + inference_activations_gib(text),
         "latent_caching": vae + vae_gib(max(res) ** 2, "encode"),
         "training": transformer + lora + (vae if settings["sample"] else 0.0)
         + train_activations_gib(image_tokens(max(res)) + text, settings["batch_size"]),
@@ -236,14 +236,14 @@ def aitoolkit_phases(settings: dict[str, Any], sizes: ModelSizes) -> dict[str, f
     res = settings["resolutions"]
     bf16 = weights_gib(sizes.transformer, "bf16")
     transformer = weights_gib(sizes.transformer, "qfloat8") if settings["quantize"] else bf16
-    t5 = _t5(sizes, "qfloat8" if settings["quantize_te"] else "bf16")
+    t5 = t5_gib(sizes, "qfloat8" if settings["quantize_te"] else "bf16")
     # Quantized on the GPU unless low_vram: the bf16 transformer is on the card first.
     first = bf16 if settings["quantize"] and not settings["low_vram"] else transformer
     clip, vae = weights_gib(sizes.clip, "bf16"), weights_gib(sizes.vae, "bf16")
     resident = transformer + t5 + clip + vae
     lora = lora_gib(lora_params(settings["rank"]), settings["optimizer"])
     phases = {
-        "model_loading": max(first, transformer + _t5(sizes, "bf16")),
+        "model_loading": max(first, transformer + t5_gib(sizes, "bf16")),
         "latent_caching": resident + vae_gib(max(res) ** 2, "encode"),
         "training": resident + lora + train_activations_gib(image_tokens(max(res)) + text, settings["batch_size"]),
     }
@@ -265,13 +265,13 @@ def required_gb(peak: float, card: Card) -> float:
     return peak * (1 + cfg["headroom_fraction"]) + (0.0 if card.context_in_used else cfg["cuda_context_gib"])
 
 
-def _fits(peak: float, card: Card) -> bool:
+def fits_card(peak: float, card: Card) -> bool:
     return required_gb(peak, card) <= card.free_gb
 
 
-def _smallest_card(peak: float) -> float | None:
+def smallest_card(peak: float) -> float | None:
     for size in figures()["card"]["sizes_gb"]:
-        if _fits(peak, Card.nominal(size)):
+        if fits_card(peak, Card.nominal(size)):
             return float(size)
     return None
 
@@ -336,8 +336,8 @@ def plan_training(setup: TrainingSetup, card: Card, sizes: ModelSizes | None = N
     configured, candidates = _candidates(setup, card)
     configured_peak = max(phases_of(configured.settings, sizes).values())
     evaluated = [(c, phases_of(c.settings, sizes)) for c in candidates]
-    needs = min((n for n in (_smallest_card(max(p.values())) for _, p in evaluated) if n is not None), default=None)
-    configured_needs = _smallest_card(configured_peak)
+    needs = min((n for n in (smallest_card(max(p.values())) for _, p in evaluated) if n is not None), default=None)
+    configured_needs = smallest_card(configured_peak)
     minimum = tuple(figures()["card"]["min_compute_capability"])
     if card.compute_capability is not None and card.compute_capability < minimum:
         chosen, phases = evaluated[0]
@@ -347,7 +347,7 @@ def plan_training(setup: TrainingSetup, card: Card, sizes: ModelSizes | None = N
         return _plan(setup, card, "refused", chosen, phases, reason, needs, configured_needs)
     for chosen, phases in evaluated:
         peak = max(phases.values())
-        if _fits(peak, card):
+        if fits_card(peak, card):
             verdict = "adjusted" if chosen.changes else "fits"
             worst = max(phases, key=phases.__getitem__)
             if verdict == "fits":
@@ -379,3 +379,4 @@ def _plan(setup: TrainingSetup, card: Card, verdict: str, chosen: _Candidate, ph
           needs: float | None, configured_needs: float | None) -> Plan:
     return Plan(setup.engine, verdict, max(phases.values()), phases, dict(chosen.settings), reason, card,
                 tuple(chosen.changes), needs, configured_needs)
+

@@ -150,3 +150,35 @@ def test_aitoolkit_config_gets_the_plans_settings(preset: str) -> None:
     # On the CPU (fast-test) the plan does not apply: nothing is quantized.
     cpu = build_config(spec, Path("/d"), Path("/t"), "cpu", plan.settings)["config"]["process"][0]
     assert not cpu["model"]["quantize"] and not cpu["model"]["low_vram"]
+
+
+@pytest.mark.parametrize(("name", "bnb", "strategy"), [
+    ("a100", True, "gpu"),  # 80 GB: everything in bf16 on the card
+    ("rtx5090", True, "model_cpu_offload"),  # 32 GB: the bf16 transformer alone with its activations
+    ("rtx3090", True, "nf4_gpu"),  # 24 GB: bf16 offload is borderline (22.2 GiB + activations), NF4 fits whole
+    ("rtx3090", False, "sequential_cpu_offload"),  # ... and without bitsandbytes only layer by layer
+    ("rtx4090", True, "nf4_gpu"),
+])
+def test_generator_strategy_per_card(name: str, bnb: bool, strategy: str) -> None:
+    from isengard_desktop.core.memory_plan_generate import plan_generation
+
+    plan = plan_generation(card(name, display=True), bitsandbytes=bnb)
+    assert plan.settings["strategy"] == strategy, plan.reason
+    assert plan.verdict == ("fits" if strategy == "gpu" else "adjusted")
+
+
+def test_generator_on_16_gb_and_on_a_t4() -> None:
+    from isengard_desktop.core.memory_plan_generate import plan_generation
+
+    assert plan_generation(Card.nominal(16)).settings["strategy"] == "nf4_model_cpu_offload"
+    assert plan_generation(card("t4")).verdict == "refused"
+
+
+@pytest.mark.parametrize("preset", ["quick", "balanced", "high"])
+def test_preset_figures_are_the_plans(preset: str) -> None:
+    from isengard_desktop.core.presets import load_preset
+
+    predicted = load_preset(preset).predicted
+    for engine, gb in predicted["vram_gb_by_engine"].items():
+        assert plan_for_preset(engine, preset, Card.nominal(24), bitsandbytes=True).configured_needs_gb == gb
+    assert predicted["vram_gb"] == predicted["vram_gb_by_engine"]["aitoolkit"]  # the production default
