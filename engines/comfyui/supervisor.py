@@ -131,6 +131,39 @@ def _die_with_parent() -> None:
         pass
 
 
+def _process_identity(pid: int) -> dict[str, Any]:
+    """What identifies a running process beyond its pid (which the system reuses): its start time."""
+    import psutil
+
+    try:
+        return {"pid_created": psutil.Process(pid).create_time()}
+    except (psutil.Error, ValueError):
+        return {}
+
+
+def is_that_comfyui(data: dict[str, Any]) -> bool:
+    """True if the pid ``run/server.json`` names is still the ComfyUI that file describes.
+
+    A pid is reused once its process ends: after a reboot or a long while, the pid of an orphaned server
+    can belong to anything (an editor, another user's program). Before that pid is signalled it must be
+    the same process (same start time, when recorded) running ComfyUI's main.py on the recorded port.
+    """
+    import psutil
+
+    try:
+        proc = psutil.Process(int(data["pid"]))
+        created, cmdline = proc.create_time(), proc.cmdline()
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        return False
+    recorded = data.get("pid_created")
+    if recorded is not None and abs(float(recorded) - created) > 0.5:
+        return False
+    if not any(Path(arg).name == "main.py" for arg in cmdline):
+        return False
+    port = data.get("port")
+    return port is None or str(port) in cmdline
+
+
 def _healthy(url: str, timeout: float = 2.0) -> bool:
     from engines.comfyui.client import ComfyUIClient, ComfyUIError
 
@@ -311,14 +344,17 @@ class ComfyUISupervisor:
         """
         data = json.loads(paths.state_file(self.volume_root).read_text(encoding="utf-8"))
         if not _pid_alive(data.get("owner_pid")):
-            log.warning("comfyui_orphan_replaced", pid=data.get("pid"))
-            try:
-                os.killpg(int(data["pid"]), signal.SIGTERM)
-            except (ProcessLookupError, PermissionError, KeyError, TypeError, ValueError):
-                pass
-            deadline = time.monotonic() + 10
-            while _pid_alive(data.get("pid")) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            if is_that_comfyui(data):
+                log.warning("comfyui_orphan_replaced", pid=data.get("pid"))
+                try:
+                    os.killpg(int(data["pid"]), signal.SIGTERM)
+                except (ProcessLookupError, PermissionError, KeyError, TypeError, ValueError):
+                    pass
+                deadline = time.monotonic() + 10
+                while _pid_alive(data.get("pid")) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            else:  # the pid now belongs to another program: never signal it, just forget the old server
+                log.warning("comfyui_state_pid_reused", pid=data.get("pid"))
             self._write_state({"state": "stopped", "pid": None, "owner_pid": None})
             self._run()
             return
@@ -371,7 +407,7 @@ class ComfyUISupervisor:
                 start_new_session=True, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         log.info("comfyui_started", pid=proc.pid, port=port, command=" ".join(args))
         self._write_state({"state": "starting", "pid": proc.pid, "port": port, "url": url, "detail": "",
-                           "started_at": datetime.now(UTC).isoformat()})
+                           "started_at": datetime.now(UTC).isoformat(), **_process_identity(proc.pid)})
         reader = threading.Thread(target=self._capture, args=(proc, port), name="comfyui-log", daemon=True)
         reader.start()
         ready = False

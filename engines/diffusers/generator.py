@@ -28,6 +28,7 @@ from engines.diffusers import models
 from engines.diffusers.errors import GenerationError
 from engines.diffusers.sampling import generate_image
 from engines.interface import Emit, GenerationRequest, ShouldStop
+from isengard_desktop.core.memory_plan import ModelSizes
 from isengard_desktop.storage import atomic
 
 log = structlog.get_logger(__name__)
@@ -150,7 +151,9 @@ def generate(request: GenerationRequest, emit: Emit, should_stop: ShouldStop, ap
     if request.advanced:
         raise GenerationError("The built-in engine does not do " + ", ".join(sorted(request.advanced)) +
                               "; switch those off or generate with ComfyUI.")
-    runtime = models.resolve_runtime(request.device, request.num_threads)
+    # A FLUX-sized model never falls back to the CPU silently (models.resolve_runtime).
+    params = ModelSizes.from_folder(Path(request.base_model)).transformer
+    runtime = models.resolve_runtime(request.device, request.num_threads, params)
     models.quiet_progress_bars()
     loaded = _load_pipeline(Path(request.base_model), runtime, emit)
     _apply_loras(loaded, request)

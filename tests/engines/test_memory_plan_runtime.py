@@ -61,3 +61,22 @@ def test_the_local_card_says_it_drives_a_display(desktop_3090) -> None:
 
     plan = plan_for_preset("aitoolkit", "quick", card)
     assert plan.settings["low_vram"] and "drives a display" in plan.reason
+
+
+def test_a_resumed_run_keeps_the_resolutions_its_first_start_planned(tiny_flux: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from engines.diffusers.preflight import memory_plan, save_plan
+    from engines.interface import DatasetItem, TrainingSpec
+    from isengard_desktop.core.memory_plan import Card
+
+    spec = TrainingSpec(base_model=str(tiny_flux), base_model_name="tiny", output_dir=str(tmp_path / "run"),
+                        dataset=[DatasetItem("x.png", "ohwx")], trigger_word="ohwx", lora_name="ada",
+                        resolutions=[512, 768, 1024], sample_prompts=["ohwx"], low_vram=True)
+    (tmp_path / "run").mkdir()
+    first = memory_plan(spec, Card.nominal(4.5), bitsandbytes=True)  # the tiny weights: activations decide
+    assert first.verdict == "adjusted" and first.settings["resolutions"] == [512, 768]
+    save_plan(spec, first)
+    # Resumed when the card has more room: the data order of the checkpoints needs the same buckets.
+    again = memory_plan(replace(spec, resume=True), Card.nominal(48), bitsandbytes=True)
+    assert again.settings["resolutions"] == [512, 768]
