@@ -306,8 +306,8 @@ class ComfyUISupervisor:
             current = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             current = {}
-        if current.get("owner_pid") not in (None, os.getpid()) and _pid_alive(current.get("pid")):
-            return  # another process's live server: not ours to describe
+        if current.get("owner_pid") not in (None, os.getpid()) and is_that_comfyui(current):
+            return  # another process's live ComfyUI (not merely a live pid): not ours to describe
         atomic.write_text(file, json.dumps({**current, **data, "owner_pid": os.getpid(),
                                             "updated_at": datetime.now(UTC).isoformat()}, indent=2))
 

@@ -66,7 +66,7 @@ def test_two_imports_into_one_character_at_once_both_finish(volume: Path, tmp_pa
     procs = [subprocess.Popen(cli(volume, "dataset", "import", "Ada", str(tmp_path / "in"), "--json"), cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [proc.communicate(timeout=180) for proc in procs]
-    for proc, (out, err) in zip(procs, outputs, strict=True):
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
         assert "Traceback" not in err and "IntegrityError" not in err
     reports = [json.loads(out) for out, _err in outputs]  # stdout stays pure JSON
