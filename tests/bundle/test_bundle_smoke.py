@@ -89,6 +89,13 @@ def test_version_without_python(bundle: Path, world: dict[str, Path]) -> None:
     assert out.returncode == 0 and out.stdout.strip() == "isengard 0.1.0"
 
 
+def test_doctor_asks_the_bundles_own_torch(bundle: Path, world: dict[str, Path]) -> None:
+    """Doctor runs `sys.executable -c ...` to ask the app's torch: in the bundle that is `isengard -c`."""
+    out = run(bundle, world, "doctor", check=False)
+    line = next(row for row in out.stdout.splitlines() if "PyTorch (app)" in row)
+    assert line.startswith("ok") and "torch 2." in line, out.stdout
+
+
 def _photos(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(4):
