@@ -367,6 +367,9 @@ def plan_training(setup: TrainingSetup, card: Card, sizes: ModelSizes | None = N
     reason = (f"Does not fit the {card.label}:{tried} the {worst.replace('_', ' ')} phase needs "
               f"{required_gb(peak, card):.1f} GB and {card.free_gb:.1f} GB is free; it needs {where}"
               + (" with nothing else on it" if card.display or card.used_gb >= 0.5 else "") + ".")
+    if card.used_gb >= 0.5 and fits_card(peak, replace(card, used_gb=0.0, context_in_used=False)):
+        reason += (f" Other programs hold {card.used_gb:.1f} GB of it (another model loaded, a running ComfyUI): "
+                   "close them and start again.")
     if setup.engine == "diffusers" and not setup.bitsandbytes:
         with_bnb = plan_training(replace(setup, bitsandbytes=True), card, sizes)
         if with_bnb.ok:

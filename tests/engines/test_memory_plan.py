@@ -182,3 +182,9 @@ def test_preset_figures_are_the_plans(preset: str) -> None:
     for engine, gb in predicted["vram_gb_by_engine"].items():
         assert plan_for_preset(engine, preset, Card.nominal(24), bitsandbytes=True).configured_needs_gb == gb
     assert predicted["vram_gb"] == predicted["vram_gb_by_engine"]["aitoolkit"]  # the production default
+
+
+def test_memory_held_by_other_programs_is_named() -> None:
+    busy = Card(24.0, used_gb=9.0, name="NVIDIA GeForce RTX 4090")  # e.g. an idle generation worker's pipeline
+    plan = plan_for_preset("aitoolkit", "balanced", busy)
+    assert plan.verdict == "refused" and "Other programs hold 9.0 GB" in plan.reason
