@@ -137,7 +137,7 @@ class AIToolkitEngine:
         stopped = False
         while proc.poll() is None:
             run.collect_samples()
-            if not stopped and should_stop():
+            if not stopped and (should_stop() or run.nan_step is not None):  # a NaN loss only wastes the GPU
                 stopped = True
                 proc.send_signal(signal.SIGINT)
                 threading.Timer(STOP_TIMEOUT_S, lambda: proc.poll() is None and proc.kill()).start()
@@ -145,6 +145,9 @@ class AIToolkitEngine:
         for reader in readers:
             reader.join()
         run.collect_samples()
+        if run.nan_step is not None:
+            raise RuntimeError(f"The loss became NaN at step {run.nan_step}; lower the learning rate "
+                               f"({spec.learning_rate}) and train again.")
         if stopped:
             lost = run.step - run.checkpoint_step
             emit({"event": "log", "level": "warning",
@@ -173,6 +176,7 @@ class _Run:
         self.step = self.checkpoint_step = 0
         self.loss = self.lr = None
         self.it_per_s = 0.0
+        self.nan_step: int | None = None
         self._samples: set[Path] = set()
         self._lock = threading.Lock()
 
@@ -186,6 +190,9 @@ class _Run:
             self.tail.append(line)
             bar = parse.parse_bar(line, self.spec.lora_name)
             if bar is not None:
+                if bar.loss is not None and bar.loss != bar.loss:  # NaN: the engine stops the run
+                    self.nan_step = self.nan_step or bar.step
+                    return
                 if bar.step != self.step or bar.loss != self.loss:
                     self.step, self.loss, self.lr, self.it_per_s = bar.step, bar.loss, bar.lr, bar.it_per_s
                     self.emit({"event": "progress", "step": bar.step, "total": bar.total, "loss": bar.loss,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 _BAR = re.compile(
     r"(?P<step>\d+)/(?P<total>\d+) \[(?P<elapsed>[\d:]+)<(?P<remaining>[\d:?]+),\s*"
-    r"(?P<rate>[\d.]+)(?P<unit>s/it|it/s)(?:,\s*lr: (?P<lr>[\d.e+-]+))?(?:\s*loss: (?P<loss>[\d.e+-]+))?"
+    r"(?P<rate>[\d.]+)(?P<unit>s/it|it/s)(?:,\s*lr: (?P<lr>[\d.e+-]+))?(?:\s*loss: (?P<loss>nan|[-+]?inf|[\d.e+-]+))?"
 )
 _SAVING = re.compile(r"Saving at step (\d+)")
 _SAVED = re.compile(r"Saved checkpoint to (.+\.safetensors)")

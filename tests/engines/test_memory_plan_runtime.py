@@ -80,3 +80,18 @@ def test_a_resumed_run_keeps_the_resolutions_its_first_start_planned(tiny_flux: 
     # Resumed when the card has more room: the data order of the checkpoints needs the same buckets.
     again = memory_plan(replace(spec, resume=True), Card.nominal(48), bitsandbytes=True)
     assert again.settings["resolutions"] == [512, 768]
+
+
+def test_aitoolkit_nan_loss_is_caught() -> None:
+    from engines.aitoolkit import progress
+    from engines.aitoolkit.engine import _Run
+    from engines.interface import TrainingSpec
+
+    line = "ada:  50%|#####     | 3/6 [00:14<00:14,  4.70s/it, lr: 1.0e-04 loss: nan]"
+    bar = progress.parse_bar(line, "ada")
+    assert bar is not None and bar.step == 3 and bar.loss != bar.loss
+    events: list[dict] = []
+    run = _Run(TrainingSpec(base_model="b", base_model_name="b", output_dir="o", dataset=[], trigger_word="t",
+                            lora_name="ada"), events.append, Path("/nowhere"))
+    run.handle(line)
+    assert run.nan_step == 3 and not events  # no NaN progress event; the engine stops the run and says why
