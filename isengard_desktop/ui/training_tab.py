@@ -153,7 +153,7 @@ class TrainingTab(QWidget):
                 check.problems.append(memory.reason)
         self.form.verdict.setText("\n".join(lines))
         self.start_button.setEnabled(check.ok and self.form.engine.currentData() is not None
-                                     and not self.ctx.jobs.running_jobs())
+                                     and not self.ctx.jobs.running_jobs(lane="gpu"))
         return spec, check
 
     def _memory_plan(self, spec):
@@ -165,7 +165,12 @@ class TrainingTab(QWidget):
         if self.ctx.mode == FAST_TEST or engine not in PLANNED_ENGINES:
             return None
         card = training_card()  # nvidia-smi, asked at most every 30 s
-        return plan_for_spec(spec, engine, card) if card is not None else None
+        if card is None:
+            return None
+        try:
+            return plan_for_spec(spec, engine, card)
+        except IsengardError:  # an unreadable model catalogue: the doctor reports it; no plan then
+            return None
 
     def start(self) -> str | None:
         built = self.update_verdict()
