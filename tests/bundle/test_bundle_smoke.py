@@ -97,10 +97,11 @@ def test_doctor_asks_the_bundles_own_torch(bundle: Path, world: dict[str, Path])
 
 
 def _photos(folder: Path) -> Path:
+    """Twelve photos: past the importer's threshold, so its spawn process pool runs through the bundle too."""
     folder.mkdir(parents=True, exist_ok=True)
-    for i in range(4):
-        image = Image.new("RGB", (512, 640), (30 + 40 * i, 120, 200 - 30 * i))
-        ImageDraw.Draw(image).ellipse((120 + 10 * i, 120, 380, 460), fill=(240, 200, 160))
+    for i in range(12):
+        image = Image.new("RGB", (512, 640), (30 + 15 * i, 120, 200 - 10 * i))
+        ImageDraw.Draw(image).ellipse((120 + 5 * i, 120, 380, 460), fill=(240, 200, 160))
         image.save(folder / f"ada-{i}.jpg", quality=92)
     return folder
 
@@ -110,7 +111,7 @@ def test_character_photos_training_and_generation(bundle: Path, world: dict[str,
     assert created["trigger_word"] == "ohwx_ada"
     report = json.loads(run(bundle, world, "dataset", "import", "Ada", str(_photos(world["base"] / "photos")),
                             "--json").stdout)
-    assert len(report["imported"]) == 4, report
+    assert len(report["imported"]) == 12, report
 
     started = time.monotonic()
     trained = json.loads(run(bundle, world, "train", "Ada", "--preset", "quick", "--steps", "6", "--save-every", "3",
