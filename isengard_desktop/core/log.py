@@ -42,7 +42,9 @@ _AUTH_SCHEMES = re.compile(r"\b(Bearer|Basic|Token|Digest)(\s+)[A-Za-z0-9._~+/=-
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+@")
 # key=value, key: value, "key": "value" where the key names a secret (hf_token, password, API_KEY, ...).
 _KEY_VALUE = re.compile(
-    r"""(?P<key>[A-Za-z0-9_.-]*(?:token|secret|password|passwd|pwd|api_?key|apikey|key|auth|authorization"""
+    # The lookbehind starts a key only where a word starts: without it every position of a long run of word
+    # characters (a hash, base64) is tried again with backtracking, quadratic time (a debug bundle hung on it).
+    r"""(?<![A-Za-z0-9_.-])(?P<key>[A-Za-z0-9_.-]*(?:token|secret|password|passwd|pwd|api_?key|apikey|key|auth|authorization"""
     r"""|credentials?|cookie)\b)(?P<close>["']?)(?P<sep>\s*[:=]\s*)(?:(?P<quote>["'])(?P<quoted>[^"'\n]*)(?P=quote)"""
     r"""|(?P<bare>[^\s"',;&}\]]+))""",
     re.I,

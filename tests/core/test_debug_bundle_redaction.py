@@ -91,3 +91,15 @@ def test_images_are_in_the_bundle_only_when_asked_for(job, tmp_path: Path) -> No
     names, _text = read_all(build_debug_bundle(volume, folder, "fast-test", tmp_path / "b.zip", include_images=True))
     assert "job/samples/step_000004_0.png" in names
     assert not any(n.endswith(".safetensors") for n in names)
+
+
+def test_redacting_a_long_run_of_word_characters_finishes(tmp_path) -> None:
+    # A job log line holding a long hash or base64 run made the key=value pattern backtrack at every position
+    # (quadratic): exporting a debug bundle hung. Run in a child process so a regression fails instead of hanging.
+    import subprocess
+    import sys
+
+    code = ("from isengard_desktop.core.log import redact_text; "
+            "out = redact_text('x' * 300000 + ' password=hunter22'); print(out.endswith('password=[redacted]'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "True", result.stderr
