@@ -11,6 +11,7 @@ tree (the sum at one instant) and the peak of the largest single process.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -53,20 +54,28 @@ def measure(paths: list[Path]) -> tuple[float, int, int, str]:
     with tempfile.TemporaryDirectory() as folder:
         volume = Path(folder) / "volume"
         cli = [sys.executable, "-m", "isengard_desktop", "--volume", str(volume)]
-        subprocess.run([*cli, "characters", "create", "Bench", "--trigger", "ohwx_bench"], check=True, capture_output=True,
-                       cwd=ROOT)
+        subprocess.run([*cli, "characters", "create", "Bench", "--trigger", "ohwx_bench"], check=True,
+                       capture_output=True, cwd=ROOT)
         start = time.perf_counter()
-        proc = subprocess.Popen([*cli, "dataset", "import", "Bench", *map(str, paths), "--json"], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        watched = psutil.Process(proc.pid)
-        peak_total = peak_single = 0
-        while proc.poll() is None:
-            total, single = tree_rss(watched)
-            peak_total, peak_single = max(peak_total, total), max(peak_single, single)
-            time.sleep(0.02)
-        out, err = proc.communicate()
+        # Output to files, not pipes: 300 files' JSON would fill a pipe nobody reads until the end.
+        out_file, err_file = Path(folder) / "out.json", Path(folder) / "err.txt"
+        with open(out_file, "w") as out_handle, open(err_file, "w") as err_handle:
+            proc = subprocess.Popen([*cli, "dataset", "import", "Bench", *map(str, paths), "--json"], cwd=ROOT,
+                                    stdout=out_handle, stderr=err_handle, text=True)
+            watched = psutil.Process(proc.pid)
+            peak_total = peak_single = 0
+            while proc.poll() is None:
+                total, single = tree_rss(watched)
+                peak_total, peak_single = max(peak_total, total), max(peak_single, single)
+                time.sleep(0.02)
         elapsed = time.perf_counter() - start
-        summary = out.strip()[-300:] if proc.returncode in (0, 1) else err[-500:]
+        out, err = out_file.read_text(), err_file.read_text()
+        if proc.returncode in (0, 1):
+            report = json.loads(out)
+            summary = {key: len(report[key]) for key in ("imported", "duplicates", "refused")}
+            summary["first_refusal"] = report["refused"][0]["reason"][:160] if report["refused"] else ""
+        else:
+            summary = err[-500:]
         return elapsed, peak_total, peak_single, f"exit {proc.returncode}: {summary}"
 
 
