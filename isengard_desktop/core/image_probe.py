@@ -91,6 +91,9 @@ def reduced_rgb(image: Image.Image, side: int) -> Image.Image:
     """
     width, height = image.size
     factor = max(1, max(width, height) // side)
+    if width * height <= STRIP_PIXELS:  # a JPEG decoded at reduced scale lands here: no strips, no copy
+        rgb = to_rgb(image)
+        return rgb.reduce(factor) if factor > 1 else rgb
     rows = max(factor, (STRIP_PIXELS // max(width, 1)) // factor * factor)
     out = Image.new("RGB", (-(-width // factor), -(-height // factor)))
     for top in range(0, height, rows):

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import sqlite3
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -26,6 +23,7 @@ import structlog
 
 from isengard_desktop.core import orphans
 from isengard_desktop.core.image_probe import NOT_REGULAR, probe
+from isengard_desktop.core.lifeline import die_with_parent
 from isengard_desktop.errors import NotFoundError
 from isengard_desktop.storage.repositories import ImageRepository
 from isengard_desktop.storage.volume import Volume
@@ -37,7 +35,6 @@ POOL_THRESHOLD = 8
 MISSING = "there is no such file or folder"
 LINKED_FOLDER = ("it is a linked folder (symlink), which is not followed inside a folder; give it as a path of its "
                  "own to import it")
-WATCHDOG_S = 1.0
 
 
 @dataclass
@@ -105,32 +102,6 @@ def collect_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[dict[st
 
 def _workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Pool worker initializer: end this worker when the importing process ends, even by SIGKILL.
-
-    A worker waits for work on a pipe that nothing closes when its parent is killed, so it would live on
-    for ever. On Linux the kernel kills it (PR_SET_PDEATHSIG, as the ComfyUI supervisor does); elsewhere,
-    and in case the parent died before the call, a watchdog thread sees the parent change.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent_pid:
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(WATCHDOG_S)
-            if os.getppid() != parent_pid:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 class Importer:
@@ -223,7 +194,7 @@ class Importer:
         queue = list(reversed(files))
         running: dict[Future, Path] = {}
         try:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with_parent,
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
                                      initargs=(os.getpid(),)) as pool:
                 try:
                     while queue or running:
