@@ -5,7 +5,8 @@
 
 The tests share one volume and run in file order: the fast-test story through the bundle's CLI (character,
 photos, a tiny LoRA, an image with it, a training cancelled with Ctrl+C and resumed). With
-``ISENGARD_BUNDLE_ENGINES`` set to a folder of engine snapshots, AI-Toolkit is also installed by the bundle.
+``ISENGARD_BUNDLE_ENGINES`` set to a folder of engine snapshots, AI-Toolkit (then a few steps with it) and ComfyUI
+with its node packs (then the window starts and stops it) are also installed by the bundle: ~5-15 minutes more.
 Under a display (``xvfb-run``) the window test saves a real screenshot to ``ISENGARD_BUNDLE_SHOTS`` (default
 bench/out/).
 """
@@ -243,3 +244,35 @@ def test_engine_install_from_the_snapshots(bundle: Path, world: dict[str, Path])
     trained = json.loads(run(bundle, world, "train", "Ada", "--engine", "aitoolkit", "--preset", "quick", "--steps",
                              "4", "--json", env=env).stdout)
     assert trained["state"] == "succeeded" and Path(trained["result"]["lora"]).is_file(), trained
+
+
+def test_comfyui_installed_by_the_bundle_starts_with_the_window(bundle: Path, world: dict[str, Path]) -> None:
+    """ComfyUI and its pinned node packs into the volume; the bundled window starts it on 127.0.0.1 and stops it."""
+    engines = os.environ.get("ISENGARD_BUNDLE_ENGINES")
+    if not engines:
+        pytest.skip("set ISENGARD_BUNDLE_ENGINES to a folder of engine snapshots (aitoolkit/, comfyui/, node packs)")
+    env = clean_env(world, PATH="/usr/bin:/bin", ISENGARD_CUSTOM_NODE_SOURCES=engines)
+    run(bundle, world, "engines", "install", "comfyui", "--source", str(Path(engines) / "comfyui"), env=env,
+        timeout=1800)
+    finish_first_run(world["volume"])
+    logs = world["volume"] / "logs"
+    app = subprocess.Popen([str(bundle / "isengard"), "--volume", str(world["volume"])], env=clean_env(world),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+    def events() -> list[str]:
+        found = []
+        for path in logs.glob("app-*.jsonl"):
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                if '"comfyui_' in line:
+                    found.append(json.loads(line)["event"])
+        return found
+
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "comfyui_ready" not in events() and app.poll() is None:
+            time.sleep(1.0)
+        assert "comfyui_ready" in events(), events()
+    finally:
+        app.send_signal(signal.SIGTERM)
+        app.wait(timeout=60)
+    assert "comfyui_stopping" in events()
