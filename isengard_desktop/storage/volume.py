@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -72,7 +73,9 @@ class Volume:
         try:
             for folder in volume.folders():
                 folder.mkdir(parents=True, exist_ok=True)
-            probe = volume.root / ".write-check"
+            # A name of this process's own: two processes opening the volume at once (two imports) must not
+            # delete each other's check file.
+            probe = volume.root / f".write-check-{os.getpid()}-{threading.get_ident()}"
             probe.write_bytes(b"ok")
             probe.unlink()
         except OSError as exc:
