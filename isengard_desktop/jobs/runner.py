@@ -27,6 +27,7 @@ from isengard_desktop.core.log import CORRELATION_ENV, redact_text
 from isengard_desktop.jobs import protocol
 
 log = structlog.get_logger(__name__)
+TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 TAIL_LINES = 40
 
@@ -60,7 +61,9 @@ class WorkerProcess:
         self._job_lock = threading.Lock()
 
     def start(self) -> int:
-        env = dict(os.environ)
+        # A token in the person's shell never reaches a worker or an engine: the download worker reads the keyring's
+        # token itself and hands it to the hub client; nothing else needs one (engines get local model folders).
+        env = {k: v for k, v in os.environ.items() if k not in TOKEN_ENV}
         env[CORRELATION_ENV] = self.correlation_id
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONIOENCODING"] = "utf-8"

@@ -213,7 +213,8 @@ def test_a_gated_refusal_is_explained(fake_hub: FakeHub, token: str | None, acce
 
 
 def test_gated_download_uses_the_keyring_token_which_appears_nowhere(fake_hub: FakeHub, ctx: AppContext,
-                                                                     test_keyring: Path) -> None:
+                                                                     test_keyring: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     data = _payload(1 * MB, seed=7)
     fake_hub.add_file(GATED, "model.safetensors", data, gated=True)
     fake_hub.add_token(TOKEN, {GATED: "accepted"})
@@ -225,6 +226,8 @@ def test_gated_download_uses_the_keyring_token_which_appears_nowhere(fake_hub: F
     assert fake_hub.ranges() == []  # refused before any byte was asked for
 
     secrets.set_hf_token(TOKEN)
+    shell_token = "hf_set_in_the_persons_shell_0123"
+    monkeypatch.setenv("HF_TOKEN", shell_token)  # a worker's environment never carries a token, not even this one
     seen = len(fake_hub.requests)
     fake_hub.throttle = 2 * MB
     job = ctx.jobs.submit("download", "hub", _spec(dest, data, repo=GATED, gated=True))
@@ -238,6 +241,7 @@ def test_gated_download_uses_the_keyring_token_which_appears_nowhere(fake_hub: F
     assert asked and all(r.has_token for r in asked)  # auth-check, metadata and body, each with the token
 
     assert TOKEN.encode() not in environ and TOKEN.encode() not in cmdline
+    assert shell_token.encode() not in environ
     for path in ctx.volume.root.rglob("*"):  # job log, events, app logs, database, job files
         if path.is_file() and path != dest:
             assert TOKEN.encode() not in path.read_bytes(), f"the token leaked into {path}"
