@@ -114,6 +114,11 @@ def app_fix(facts: Facts, version: str) -> str:
         build = choose_build(facts.gpus, base)
     except TorchBuildError as exc:
         return str(exc)
+    if getattr(sys, "frozen", False):
+        # The bundle carries its own torch and no pip: the fix is the download built for CUDA, not a command.
+        return (f"This Isengard Desktop bundle was built with a torch that cannot use this card; it needs a bundle "
+                f"built with the {build.tag} torch (README, 'Build the installer bundle', on a machine with that "
+                "torch installed) or the app run from source, then run the doctor again.")
     command = f"{sys.executable} -m pip install {build.requirement('torch', base)} {' '.join(build.pip_args)}"
     bnb = f"{sys.executable} -m pip install bitsandbytes=={rules()['bitsandbytes']['version']}"
     return (f"Reinstall the app's torch for this card: in a terminal run `{command}`, then `{bnb}` for the "
