@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from isengard_desktop.cli.output import ProgressBar, emit_json, say
@@ -57,8 +58,16 @@ def _engine_availability() -> dict[str, tuple[bool, str]]:
     return {info.name: (info.availability.available, info.availability.reason) for info in list_engines("training")}
 
 
-def follow(ctx: AppContext, job: JobRow, json_events: bool, quiet: bool, label: str = "") -> JobRow:
-    """Wait for a job, showing progress; Ctrl+C asks it to save a checkpoint and stop."""
+def _training_progress(event: dict[str, Any]) -> str:
+    loss = event.get("loss")
+    return f"loss {loss:.4f} eta {event.get('eta_s', 0):.0f}s" if loss is not None else ""
+
+
+def follow(ctx: AppContext, job: JobRow, json_events: bool, quiet: bool, label: str = "",
+           describe: Callable[[dict[str, Any]], str] = _training_progress,
+           stopping: str = "saving a checkpoint first") -> JobRow:
+    """Wait for a job, showing progress (``describe`` turns a progress event into the bar's text); Ctrl+C asks it
+    to stop (``stopping`` says what that keeps), and the person can resume it later."""
     bar = ProgressBar(label or f"Training {job.id}", enabled=not (json_events or quiet))
     lock = threading.Lock()
 
@@ -70,9 +79,7 @@ def follow(ctx: AppContext, job: JobRow, json_events: bool, quiet: bool, label: 
                 sys.stdout.write(protocol.encode(event))
                 sys.stdout.flush()
             elif event.get("event") == "progress":
-                loss = event.get("loss")
-                bar.update(int(event["step"]), int(event["total"]),
-                           f"loss {loss:.4f} eta {event.get('eta_s', 0):.0f}s" if loss is not None else "")
+                bar.update(int(event.get("step", 0)), int(event.get("total") or 0), describe(event))
 
     unsubscribe = ctx.jobs.subscribe(on_event)
     try:
@@ -82,8 +89,7 @@ def follow(ctx: AppContext, job: JobRow, json_events: bool, quiet: bool, label: 
                 if final.state not in ("queued", "running"):
                     return final
             except KeyboardInterrupt:
-                sys.stderr.write("\nStopping: saving a checkpoint first (resume later with "
-                                 f"`isengard jobs resume {job.id}`)...\n")
+                sys.stderr.write(f"\nStopping: {stopping} (resume later with `isengard jobs resume {job.id}`)...\n")
                 ctx.jobs.cancel(job.id)
     finally:
         unsubscribe()

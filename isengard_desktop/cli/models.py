@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 from isengard_desktop.cli.output import ProgressBar, emit_json, say
 from isengard_desktop.context import AppContext
+from isengard_desktop.core.units import human_bytes
 from isengard_desktop.errors import ValidationError
 
 ENGINES = ("comfyui", "diffusers", "aitoolkit")
@@ -56,14 +56,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 
 def human(size: int | None) -> str:
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
+    return "?" if size is None else human_bytes(size)
 
 
 def chosen_engines(values: list[str] | None) -> list[str] | None:
@@ -158,34 +151,17 @@ def remove_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 # -- download / get -----------------------------------------------------------------------------------------
+def _transfer(event: dict[str, Any]) -> str:
+    speed, eta = event.get("speed"), event.get("eta")
+    return (f"{human(int(speed))}/s" if speed else "") + (f" {eta:.0f}s left" if eta else "")
+
+
 def follow_download(ctx: AppContext, job: Any, quiet: bool) -> Any:
     """Wait for a download job with a bytes progress bar; Ctrl+C stops it, keeping what was downloaded."""
-    bar = ProgressBar(job.params.get("spec", {}).get("title", f"Download {job.id}")[:40], enabled=not quiet)
-    lock = threading.Lock()
+    from isengard_desktop.cli.jobs import follow
 
-    def on_event(job_id: str, event: dict[str, Any]) -> None:
-        if job_id != job.id or event.get("event") != "progress":
-            return
-        with lock:
-            speed, eta = event.get("speed"), event.get("eta")
-            extra = f"{human(int(speed))}/s" if speed else ""
-            extra += f" {eta:.0f}s left" if eta else ""
-            bar.update(int(event.get("step", 0)), int(event.get("total") or 0), extra)
-
-    unsubscribe = ctx.jobs.subscribe(on_event)
-    try:
-        while True:
-            try:
-                final = ctx.jobs.wait(job.id, timeout=0.5)
-                if final.state not in ("queued", "running"):
-                    return final
-            except KeyboardInterrupt:
-                sys.stderr.write(f"\nStopping the download; the bytes so far are kept (continue with "
-                                 f"`isengard jobs resume {job.id}`)...\n")
-                ctx.jobs.cancel(job.id)
-    finally:
-        unsubscribe()
-        bar.close()
+    title = job.params.get("spec", {}).get("title", f"Download {job.id}")[:40]
+    return follow(ctx, job, False, quiet, title, describe=_transfer, stopping="the bytes so far are kept")
 
 
 def _run_job(ctx: AppContext, args: argparse.Namespace, spec: dict[str, Any], plan_json: dict[str, Any]) -> int:
