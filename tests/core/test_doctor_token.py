@@ -16,28 +16,15 @@ REPO = "black-forest-labs/FLUX.1-dev"
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    server = FakeHub().start()
-    server.add_file(REPO, "model_index.json", b"{}", lfs=False, gated=True)
-    server.add_token("hf_accepted", {REPO: "accepted"})
-    server.add_token("hf_waiting", {REPO: "pending"})
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
-    try:
-        yield server
-    finally:
-        server.stop()
+def hub(fake_hub: FakeHub) -> FakeHub:
+    fake_hub.add_file(REPO, "model_index.json", b"{}", lfs=False, gated=True)
+    fake_hub.add_token("hf_accepted", {REPO: "accepted"})
+    fake_hub.add_token("hf_waiting", {REPO: "pending"})
+    return fake_hub
 
 
 @pytest.fixture
-def production(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppContext]:
-    import keyring.core
-
-    from tests.models.file_keyring import ENV, FileKeyring
-
-    monkeypatch.setenv(ENV, str(tmp_path / "keyring.json"))  # never the real keyring
-    monkeypatch.setattr(keyring.core, "_keyring_backend", FileKeyring())
+def production(tmp_path: Path, test_keyring: Path) -> Iterator[AppContext]:
     ctx = AppContext.open(tmp_path / "vol", "production")
     yield ctx
     ctx.close()
