@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.dataset import DatasetImage, ImageFilter, default_caption
 from isengard_desktop.core.log import correlation
+from isengard_desktop.errors import IsengardError
 from isengard_desktop.ui.bridge import run_in_background
 from isengard_desktop.ui.dataset_model import CELL, DatasetModel, ImageRole
 from isengard_desktop.ui.widgets import button, label
@@ -181,7 +182,11 @@ class DatasetTab(QWidget):
         if len(images) != 1:
             return
         with correlation("caption_set", image_id=images[0].id):
-            self.ctx.dataset.set_caption(images[0].id, text)
+            try:
+                self.ctx.dataset.set_caption(images[0].id, text)
+            except IsengardError as exc:  # e.g. a caption over the length limit: say so, keep the text
+                self.info.setText(str(exc))
+                return
         self._select_after = images[0].id
         self.reload()
 

@@ -57,3 +57,21 @@ def test_the_bundle_has_the_persons_images_only_when_the_box_is_ticked(qtbot, wi
     with_images = tab.export_bundle(tmp_path / "with.zip")
     assert "which show the person, are included" in tab.status.text()
     assert [n for n in zipfile.ZipFile(with_images).namelist() if n.endswith(".png")]
+
+
+def test_a_caption_over_the_limit_is_refused_in_words_and_the_text_kept(qtbot, window, ctx, photos: Path) -> None:
+    from isengard_desktop.core.dataset import MAX_CAPTION_LENGTH
+
+    ada = ctx.characters.create("Ada", "ohwx_ada")
+    ctx.importer.run(ada.id, [photos / "face 0.png"])
+    tab = window.dataset
+    window.tabs.setCurrentWidget(tab)
+    tab.reload()
+    qtbot.waitUntil(lambda: tab.model.rowCount() == 1, timeout=10_000)
+    tab.view.setCurrentIndex(tab.model.index(0))
+    long_caption = "ohwx_ada " * 150
+    tab.caption.setPlainText(long_caption)
+    qtbot.mouseClick(tab.save_caption, Qt.MouseButton.LeftButton)
+    assert f"keep it to {MAX_CAPTION_LENGTH} or fewer" in tab.info.text()
+    assert tab.caption.toPlainText() == long_caption, "what the person typed is not thrown away"
+    assert ctx.dataset.list()[0].caption == "a photo of ohwx_ada"
