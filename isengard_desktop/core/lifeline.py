@@ -22,6 +22,10 @@ def die_with_parent(parent_pid: int) -> None:
     A worker waits for work on a pipe that nothing closes when its parent is killed, so it would live on
     for ever. On Linux the kernel kills it (PR_SET_PDEATHSIG, as the ComfyUI supervisor does); elsewhere,
     and in case the parent died before the call, a watchdog thread sees the parent change.
+
+    PR_SET_PDEATHSIG fires when the *thread* that started the worker ends, not only the process: the
+    importer creates, uses and shuts down its pool inside ``Importer.run`` on one thread (the window's
+    background thread included), so that thread outlives its workers.
     """
     if sys.platform.startswith("linux"):
         try:
