@@ -67,6 +67,8 @@ class FirstRunPage(QWidget):
         self.gpu_label = label("Looking for a GPU…")
         self.machine_box.addWidget(self.gpu_label)
         self.presets_grid = QGridLayout()
+        self.presets_grid.setHorizontalSpacing(28)
+        self.presets_grid.setColumnStretch(3, 1)  # the three columns stay together at the left
         self.machine_box.addLayout(self.presets_grid)
         self.body.addWidget(machine)
 
