@@ -3,7 +3,7 @@
 An import stores each file (content-addressed, under ``images/``) before it writes the rows, in batches;
 an import killed in between leaves files no row points at. Every import holds a shared lock on
 ``images/.import.lock`` and leaves a marker ``images/.import-<pid>-<n>.running`` that it removes when it
-ends, killed or not being the only way a marker stays. At start, ``collect`` looks for markers (a glob:
+ends normally; a killed import, or one that raised, leaves it. At start, ``collect`` looks for markers (a glob:
 nothing to do in the usual case); if there are some and no import holds the lock (an exclusive
 non-blocking lock succeeds), the files without a row are moved to the trash with a manifest, as deletes
 are, and half-written temporary files are removed. Imports starting meanwhile wait for the short sweep.
@@ -56,10 +56,10 @@ def import_guard(volume: Volume) -> Iterator[None]:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a sweep runs (milliseconds)
         marker.write_text(datetime.now(UTC).isoformat(), encoding="utf-8")
-        try:
-            yield
-        finally:
-            marker.unlink(missing_ok=True)
+        yield
+        # Only an import that ended normally removes its marker: one that raised (Ctrl+C, a database
+        # error) may have stored files it never recorded, and the next start collects them.
+        marker.unlink(missing_ok=True)
     finally:
         os.close(fd)  # releases the lock
 

@@ -72,3 +72,26 @@ def test_a_caption_has_a_length_limit(tmp_path: Path) -> None:
         assert ctx.dataset.set_caption(image_id, "x" * MAX_CAPTION_LENGTH).caption == "x" * MAX_CAPTION_LENGTH
     finally:
         ctx.close()
+
+
+def test_an_import_stopped_by_ctrl_c_leaves_its_unrecorded_files_for_the_next_start(tmp_path: Path) -> None:
+    ctx = AppContext.open(tmp_path / "vol", "fast-test")
+    ada = ctx.characters.create("Ada", "ohwx_ada")
+    for i in range(3):
+        Image.new("RGB", (600, 600), (i * 80, 10, 10)).save(tmp_path / f"p{i}.png")
+
+    def interrupt(progress) -> None:  # Ctrl+C lands after the second photo is stored, before its batch is written
+        if progress.done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ctx.importer.run(ada.id, [tmp_path / f"p{i}.png" for i in range(3)], on_progress=interrupt)
+    stored = [p for p in ctx.volume.images_dir.glob("*/*") if not p.name.startswith(".")]
+    assert stored and not ctx.dataset.list() and list(ctx.volume.images_dir.glob(".import-*.running"))
+    ctx.close()
+    ctx = AppContext.open(tmp_path / "vol", "fast-test")
+    try:
+        assert not [p for p in ctx.volume.images_dir.glob("*/*") if not p.name.startswith(".")]
+        assert len(json.loads(next(ctx.volume.trash_dir.glob("*/manifest.json")).read_text())["files"]) == len(stored)
+    finally:
+        ctx.close()
