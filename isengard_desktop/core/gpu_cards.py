@@ -84,6 +84,16 @@ def local_cards(fresh: bool = False) -> list[Card]:
     return cards
 
 
+def cached_cards() -> tuple[list[Card] | None, bool]:
+    """What the last query found (None if never asked) and whether it is older than CACHE_SECONDS.
+
+    For a caller that must not wait for nvidia-smi (the window's event loop): it uses this answer and asks
+    ``local_cards(fresh=True)`` again in the background when it is stale."""
+    if _cache is None:
+        return None, True
+    return _cache[1], time.monotonic() - _cache[0] >= CACHE_SECONDS
+
+
 def training_card(fresh: bool = False) -> Card | None:
     """The card a job trains on: the first (CUDA's device 0 when CUDA_VISIBLE_DEVICES is unset)."""
     cards = local_cards(fresh)

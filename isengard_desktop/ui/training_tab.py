@@ -26,7 +26,7 @@ from isengard_desktop.core.training import build_spec
 from isengard_desktop.core.units import human_duration
 from isengard_desktop.errors import IsengardError
 from isengard_desktop.storage.jobs_repo import RESUMABLE_STATES
-from isengard_desktop.ui.bridge import JobBridge
+from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.loss_chart import LossChart
 from isengard_desktop.ui.training_form import TrainingForm
 from isengard_desktop.ui.widgets import Banner, button, label
@@ -34,8 +34,8 @@ from isengard_desktop.ui.widgets import Banner, button, label
 
 def machine_text(event: dict) -> str:
     if "gpu_util" in event:
-        return (f"GPU {event['gpu_util']}% · VRAM {event['vram_used_mb'] / 1024:.1f}/{event['vram_total_mb'] / 1024:.1f}"
-                f" GB · {event['temp_c']} °C")
+        vram = f"{event['vram_used_mb'] / 1024:.1f}/{event['vram_total_mb'] / 1024:.1f}"
+        return f"GPU {event['gpu_util']}% · VRAM {vram} GB · {event['temp_c']} °C"
     return f"No GPU · CPU {event.get('cpu_percent', 0):.0f}% · RAM {event.get('ram_used_mb', 0) / 1024:.1f}/" \
            f"{event.get('ram_total_mb', 0) / 1024:.1f} GB"
 
@@ -158,19 +158,28 @@ class TrainingTab(QWidget):
 
     def _memory_plan(self, spec):
         """The GPU memory plan of this run on this machine's card (production mode, a planned engine), or None."""
-        from isengard_desktop.core.gpu_cards import training_card
+        from isengard_desktop.core.gpu_cards import cached_cards, local_cards
         from isengard_desktop.core.training_plan import PLANNED_ENGINES, plan_for_spec
 
         engine = self.form.engine.currentData()
         if self.ctx.mode == FAST_TEST or engine not in PLANNED_ENGINES:
             return None
-        card = training_card()  # nvidia-smi, asked at most every 30 s
-        if card is None:
+        cards, stale = cached_cards()
+        if stale and not getattr(self, "_asking_gpu", False):
+            # nvidia-smi takes ~100 ms: never on the event loop. The verdict is drawn again when it answers.
+            self._asking_gpu = True
+            run_in_background(self, lambda _p, _c: local_cards(fresh=True), on_done=self._gpu_answered)
+        if not cards:
             return None
+        card = cards[0]  # the card a job trains on (CUDA's device 0)
         try:
             return plan_for_spec(spec, engine, card)
         except IsengardError:  # an unreadable model catalogue: the doctor reports it; no plan then
             return None
+
+    def _gpu_answered(self, _cards) -> None:
+        self._asking_gpu = False
+        self.update_verdict()
 
     def start(self) -> str | None:
         built = self.update_verdict()

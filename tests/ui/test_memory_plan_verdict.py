@@ -51,7 +51,8 @@ def test_the_training_tab_refuses_what_would_not_fit(qtbot, production: AppConte
     tab.refresh()
     tab.form.preset.setCurrentIndex(tab.form.preset.findData("quick"))
     tab.form.engine.setCurrentIndex(tab.form.engine.findData("diffusers"))
-    tab.update_verdict()
+    tab.update_verdict()  # asks nvidia-smi off the event loop; the verdict is drawn again when it answers
+    qtbot.waitUntil(lambda: "Does not fit" in tab.form.verdict.text(), timeout=10_000)
     text = tab.form.verdict.text()
     assert "Does not fit the NVIDIA GeForce RTX 3090 (drives a display" in text, text
     assert "pip install bitsandbytes" in text and "GPU memory by phase" in text
