@@ -156,7 +156,14 @@ def test_old_driver_and_small_card_in_production(production: AppContext) -> None
     assert "update the NVIDIA driver to 560.28.03" in found["PyTorch (app)"].fix
     assert found["PyTorch (app)"].action is None  # no command to copy: the driver comes first
     small = by_name(run_checks(production, online=False, gpus=recorded("gtx1080ti")))["VRAM"]
-    assert small.status == "fail" and "11.0 GB of VRAM" in small.detail
+    assert small.status == "fail" and "11.0 GB of VRAM" in small.detail and "needs about 24 GB" in small.detail
+
+
+def test_the_vram_check_names_what_each_engine_runs_by_the_memory_plan(production: AppContext) -> None:
+    card = by_name(run_checks(production, online=False, gpus=recorded("rtx4090")))["VRAM"]
+    assert card.status == "ok" and card.detail.startswith("24.0 GB: AI-Toolkit runs Quick, Balanced")
+    big = by_name(run_checks(production, online=False, gpus=recorded("a100")))["VRAM"]
+    assert "the built-in engine runs" in big.detail and "High Quality" in big.detail
 
 
 def test_production_without_gpu_fails_the_gpu_check(production: AppContext) -> None:

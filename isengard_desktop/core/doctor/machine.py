@@ -114,24 +114,15 @@ def gpu_checks(facts: Facts) -> list[Check]:
         if facts.fast_test:
             return [Check("GPU", OK, f"{why}: fast-test mode runs the tiny built-in model on the CPU, which needs "
                                      "no GPU.",
-                          "To train real LoRAs, use a machine with an NVIDIA GPU of 18 GB or more (or a remote one).")]
+                          "To train real LoRAs, use a machine with an NVIDIA GPU of 12 GB or more (24 GB for "
+                          "AI-Toolkit), or a remote one.")]
         return [Check("GPU", FAIL, f"{why}, but production mode trains and generates on an NVIDIA GPU.",
                       "Install the NVIDIA driver if this machine has an NVIDIA card, or start the app in fast-test "
                       "mode (ISENGARD_MODE=fast-test).")]
     lines = [f"{g.name}: {g.vram_gb if g.vram_gb is not None else '?'} GB VRAM, {g.generation} "
              f"(compute capability {g.cc})" for g in facts.gpus]
     checks = [Check("GPU", OK, "; ".join(lines) + ".", NOTHING_TO_DO)]
-    vram = max((g.vram_gb or 0) for g in facts.gpus)
-    presets = [_preset(name) for name in ("quick", "balanced", "high")]
-    fits = [p.label for p in presets if p.predicted.get("vram_gb", 0) <= vram]
-    if fits:
-        checks.append(Check("VRAM", OK, f"{vram} GB is enough for the presets {', '.join(fits)}.", NOTHING_TO_DO))
-    else:
-        least = min(p.predicted.get("vram_gb", 0) for p in presets)
-        checks.append(Check("VRAM", WARN if facts.fast_test else FAIL,
-                            f"{vram} GB of VRAM; the smallest FLUX.1-dev preset (Quick, 8-bit) needs about "
-                            f"{least} GB.", f"Train on a card with {least} GB or more, for example on a remote GPU "
-                                            "machine (Settings)."))
+    checks.append(_vram_check(facts))
     driver = min((g.driver_version for g in facts.gpus), key=version_key)
     cuda = newest_cuda(driver)
     detail = f"NVIDIA driver {driver}; it runs CUDA {cuda} builds and older." if cuda else f"NVIDIA driver {driver}."
@@ -152,6 +143,34 @@ def gpu_checks(facts: Facts) -> list[Check]:
         else:
             checks.append(Check("NVIDIA driver", OK, f"{detail} Torch's {build.tag} build runs on it.", NOTHING_TO_DO))
     return checks
+
+
+def _vram_check(facts: Facts) -> Check:
+    """Which presets each training engine can run on the largest card, by the memory plan (its total memory: what
+    else holds the card now changes from minute to minute; the Training tab plans with that)."""
+    from isengard_desktop.core.memory_plan import Card
+    from isengard_desktop.core.training_plan import PLANNED_ENGINES, plan_for_preset
+
+    gpu = max(facts.gpus, key=lambda g: g.vram_gb or 0)
+    card = Card.nominal(gpu.vram_gb or 0)
+    names = {"aitoolkit": "AI-Toolkit", "diffusers": "the built-in engine"}
+    runs, smallest = [], None
+    for engine in PLANNED_ENGINES:
+        labels = []
+        for name in ("quick", "balanced", "high"):
+            plan = plan_for_preset(engine, name, card)
+            if plan.verdict != "refused":
+                labels.append(_preset(name).label + (" (adjusted)" if plan.verdict == "adjusted" else ""))
+            elif plan.needs_gb and (smallest is None or plan.needs_gb < smallest[0]):
+                smallest = (plan.needs_gb, names[engine], _preset(name).label)
+        if labels:
+            runs.append(f"{names[engine]} runs {', '.join(labels)}")
+    if runs:
+        return Check("VRAM", OK, f"{gpu.vram_gb} GB: " + "; ".join(runs) + ".", NOTHING_TO_DO)
+    need = f" needs about {smallest[0]:.0f} GB ({smallest[1]}, {smallest[2]})" if smallest else " is too small"
+    return Check("VRAM", WARN if facts.fast_test else FAIL,
+                 f"{gpu.vram_gb} GB of VRAM; the smallest FLUX.1-dev training{need}.",
+                 "Train on a larger card, for example on a remote GPU machine (Settings).")
 
 
 def ram_check(facts: Facts) -> list[Check]:
