@@ -37,6 +37,14 @@ def plan_for_preset(engine: str, preset: str, card: Card, overrides: dict[str, A
     return plan_training(TrainingSetup.from_values(engine, values, bnb), card, ModelSizes.from_catalogue())
 
 
+def presets_on_card(card: Card) -> dict[str, dict[str, Plan]]:
+    """Every preset's plan with every planned engine on ``card`` (engine -> preset name -> plan): what the doctor and
+    the first-run page say a card can run."""
+    from isengard_desktop.core.presets import PRESET_NAMES
+
+    return {engine: {name: plan_for_preset(engine, name, card) for name in PRESET_NAMES} for engine in PLANNED_ENGINES}
+
+
 def plan_for_spec(spec: TrainingSpec, engine: str, card: Card, sizes: ModelSizes | None = None,
                   bitsandbytes: bool | None = None) -> Plan:
     """The plan of a built spec; ``sizes`` from the base model's folder when it is there, else the catalogue's."""

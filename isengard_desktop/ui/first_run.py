@@ -42,6 +42,17 @@ def _section(title: str) -> tuple[QFrame, QVBoxLayout]:
     return frame, box
 
 
+def _machine(gpus: list) -> tuple[list, dict | None]:
+    """The GPUs and, for the largest, every preset's memory plan per engine (off the GUI thread)."""
+    vram = max((g.vram_gb or 0) for g in gpus) if gpus else 0
+    if not vram:
+        return gpus, None
+    from isengard_desktop.core.memory_plan import Card
+    from isengard_desktop.core.training_plan import presets_on_card
+
+    return gpus, presets_on_card(Card.nominal(vram))
+
+
 class FirstRunPage(QWidget):
     """Signals ``finished("demo" | "continue")`` when the person leaves it."""
 
@@ -140,22 +151,23 @@ class FirstRunPage(QWidget):
         from isengard_desktop.core.mode import query_gpus
 
         root = self.ctx.volume.root
-        run_in_background(self, lambda _p, _c: query_gpus(), on_done=self._show_machine)
+        run_in_background(self, lambda _p, _c: _machine(query_gpus()), on_done=self._show_machine)
         run_in_background(self, lambda _p, _c: [status(name, root) for name in pins()["engines"]],
                           on_done=self._show_engines)
 
-    def _show_machine(self, gpus) -> None:
+    def _show_machine(self, machine) -> None:
         from isengard_desktop.core.presets import all_presets
 
+        gpus, plans = machine
         if gpus:
             lines = [f"{g.name} · {g.vram_gb or '?'} GB VRAM · driver {g.driver_version} · compute {g.cc}"
                      for g in gpus]
             self.gpu_label.setText("GPU: " + "; ".join(lines))
             vram = max((g.vram_gb or 0) for g in gpus) or None
         else:
-            self.gpu_label.setText("No NVIDIA GPU found. Training FLUX.1-dev needs one (24 GB is comfortable, 16 GB "
-                                   "works with the low-VRAM presets); fast-test mode runs the whole app on the CPU "
-                                   "with a tiny model.")
+            self.gpu_label.setText("No NVIDIA GPU found. Training FLUX.1-dev needs one (24 GB for AI-Toolkit; 12 GB "
+                                   "for the built-in engine's 4-bit Quick preset); fast-test mode runs the whole app "
+                                   "on the CPU with a tiny model.")
             vram = None
         for panel in self.model_panels:
             panel.prefer_for_vram(vram)
@@ -163,17 +175,25 @@ class FirstRunPage(QWidget):
             item = self.presets_grid.takeAt(0)
             if item.widget():
                 item.widget().deleteLater()
-        for row, preset in enumerate(all_presets()):
-            need = preset.predicted.get("vram_gb")
-            self.presets_grid.addWidget(label(f"{preset.label}", wrap=False), row, 0)
-            self.presets_grid.addWidget(label(f"needs about {need} GB VRAM", "muted", wrap=False), row, 1)
-            if vram is None:
-                verdict, style = "needs a GPU", "muted"
-            elif need is None or vram >= need:
-                verdict, style = "fits your card", "hint"
-            else:
-                verdict, style = f"too big for {vram:.0f} GB", "error"
-            self.presets_grid.addWidget(label(verdict, style, wrap=False), row, 2)
+        for column, title in enumerate(("Preset", "AI-Toolkit", "Built-in engine")):
+            self.presets_grid.addWidget(label(f"<b>{title}</b>", "muted", wrap=False), 0, column)
+        for row, preset in enumerate(all_presets(), start=1):
+            self.presets_grid.addWidget(label(preset.label, wrap=False), row, 0)
+            needs = preset.predicted.get("vram_gb_by_engine", {})
+            for column, engine in enumerate(("aitoolkit", "diffusers"), start=1):
+                text, style = self._preset_verdict(needs.get(engine), plans[engine][preset.name] if plans else None)
+                self.presets_grid.addWidget(label(text, style, wrap=False), row, column)
+
+    @staticmethod
+    def _preset_verdict(need_gb, plan) -> tuple[str, str]:
+        """One cell: the VRAM a preset needs without a card; with one, the memory plan's verdict on it."""
+        if plan is None:
+            return (f"about {need_gb} GB VRAM" if need_gb else "–"), "muted"
+        if plan.verdict == "fits":
+            return "fits your card", "hint"
+        if plan.verdict == "adjusted":
+            return "fits, with lower-memory settings", "hint"
+        return (f"needs about {plan.needs_gb:.0f} GB" if plan.needs_gb else "does not fit"), "error"
 
     def _show_engines(self, report) -> None:
         for item in report:

@@ -149,16 +149,14 @@ def _vram_check(facts: Facts) -> Check:
     """Which presets each training engine can run on the largest card, by the memory plan (its total memory: what
     else holds the card now changes from minute to minute; the Training tab plans with that)."""
     from isengard_desktop.core.memory_plan import Card
-    from isengard_desktop.core.training_plan import PLANNED_ENGINES, plan_for_preset
+    from isengard_desktop.core.training_plan import presets_on_card
 
     gpu = max(facts.gpus, key=lambda g: g.vram_gb or 0)
-    card = Card.nominal(gpu.vram_gb or 0)
     names = {"aitoolkit": "AI-Toolkit", "diffusers": "the built-in engine"}
     runs, smallest = [], None
-    for engine in PLANNED_ENGINES:
+    for engine, plans in presets_on_card(Card.nominal(gpu.vram_gb or 0)).items():
         labels = []
-        for name in ("quick", "balanced", "high"):
-            plan = plan_for_preset(engine, name, card)
+        for name, plan in plans.items():
             if plan.verdict != "refused":
                 labels.append(_preset(name).label + (" (adjusted)" if plan.verdict == "adjusted" else ""))
             elif plan.needs_gb and (smallest is None or plan.needs_gb < smallest[0]):
