@@ -316,6 +316,11 @@ class JobManager:
                 self.repo.set_progress(job_id, event)
                 last_stored = now
             self._progress[job_id] = (last_stored, event)
+        elif kind == "checkpoint" and event.get("step") is not None:
+            # What a resume continues from is stored at once (progress is stored only twice a second).
+            newest = self._progress.get(job_id, (0.0, {}))[1]
+            if int(event["step"]) > int(newest.get("step") or 0):
+                self.repo.set_progress(job_id, {**newest, "step": int(event["step"])})
         elif kind == "error":
             self._last_error[job_id] = str(event.get("message", "unknown error"))
         elif kind == "done":
@@ -419,6 +424,7 @@ class JobManager:
                 # Its app died: ask it to save a checkpoint and stop, then take the job back.
                 (self.job_dir(job) / protocol.STOP_FILE).touch()
                 _wait_for_exit(job.pid, ORPHAN_STOP_TIMEOUT_S)
+            self._catch_up_progress(job)
             self._set_state(job.id, "interrupted",
                             error="Isengard Desktop closed while this download was running; resume it to continue "
                                   "from the bytes already downloaded." if job.kind in DOWNLOAD_KINDS else
@@ -427,6 +433,13 @@ class JobManager:
             log.warning("job_interrupted", job_id=job.id, previous_state=job.state, correlation_id=job.correlation_id)
             recovered.append(self.get(job.id))
         return recovered
+
+    def _catch_up_progress(self, job: JobRow) -> None:
+        """A worker that outlived its app went on (to its checkpoint) with nobody storing its progress; it wrote
+        its events into the job's record itself: the job's step becomes its newest checkpoint's, if later."""
+        steps = [int(e["step"]) for e in self.events(job.id) if e.get("event") == "checkpoint" and e.get("step")]
+        if steps and max(steps) > int(job.progress.get("step") or 0):
+            self.repo.set_progress(job.id, {**job.progress, "step": max(steps)})
 
     def shutdown(self, wait: float = 30.0) -> None:
         """Ask running workers to save and stop (the app is quitting)."""

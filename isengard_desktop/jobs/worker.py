@@ -38,6 +38,8 @@ class Channel:
 
     def __init__(self, job_dir: Path) -> None:
         self.stop_file = job_dir / protocol.STOP_FILE
+        self.events_file = job_dir / protocol.EVENTS_FILE
+        self._orphaned = False
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self.done_sent = False
@@ -48,12 +50,23 @@ class Channel:
                 if self.done_sent:
                     return
                 self.done_sent = True
+            line = protocol.encode(event)
+            if not self._orphaned:
+                try:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+                    return
+                except (BrokenPipeError, ValueError, OSError):
+                    # The app is gone: keep the work, stop at the next step with a checkpoint.
+                    self._orphaned = True
+                    self._stopped.set()
+            # Nobody reads stdout any more: the job's own record keeps what happens until the worker ends (the
+            # checkpoint it saves on the way out), so the next start shows the job where it really stopped.
             try:
-                sys.stdout.write(protocol.encode(event))
-                sys.stdout.flush()
-            except (BrokenPipeError, ValueError, OSError):
-                # The app is gone: keep the work, stop at the next step with a checkpoint.
-                self._stopped.set()
+                with open(self.events_file, "a", encoding="utf-8") as events:
+                    events.write(line)
+            except OSError:
+                pass
 
     def request_stop(self, *_args: Any) -> None:
         self._stopped.set()

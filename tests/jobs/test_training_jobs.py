@@ -114,6 +114,8 @@ def test_a_killed_app_leaves_an_interrupted_job_that_resumes(trained_ctx: AppCon
     assert checkpoints, "the orphaned worker saved a checkpoint before stopping"
     resumed_at = int(checkpoints[-1].name.split("_")[1])
     assert resumed_at > 5
+    # The job shows the step it will resume from, not the older one stored before the app died.
+    assert job.progress["step"] == resumed_at, (job.progress, resumed_at)
     ctx.jobs.repo.set_params(job_id, {**job.params, "spec": {**job.params["spec"], "steps": resumed_at + 10}})
     final = ctx.jobs.wait(ctx.jobs.resume(job_id).id, timeout=180)
     assert final.state == "succeeded" and final.progress["step"] == resumed_at + 10
