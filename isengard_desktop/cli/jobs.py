@@ -12,6 +12,7 @@ from typing import Any
 from isengard_desktop.cli.output import ProgressBar, emit_json, say
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.training import build_spec, choose_training_engine
+from isengard_desktop.errors import IsengardError
 from isengard_desktop.jobs import protocol
 from isengard_desktop.storage.jobs_repo import JobRow
 
@@ -82,6 +83,7 @@ def follow(ctx: AppContext, job: JobRow, json_events: bool, quiet: bool, label: 
                 bar.update(int(event.get("step", 0)), int(event.get("total") or 0), describe(event))
 
     unsubscribe = ctx.jobs.subscribe(on_event)
+    interrupted = False
     try:
         while True:
             try:
@@ -89,11 +91,45 @@ def follow(ctx: AppContext, job: JobRow, json_events: bool, quiet: bool, label: 
                 if final.state not in ("queued", "running"):
                     return final
             except KeyboardInterrupt:
-                sys.stderr.write(f"\nStopping: {stopping} (resume later with `isengard jobs resume {job.id}`)...\n")
-                ctx.jobs.cancel(job.id)
+                try:
+                    if interrupted:  # a second Ctrl+C: stop waiting at once (E25)
+                        raise KeyboardInterrupt
+                    interrupted = True
+                    sys.stderr.write(f"\nStopping: {stopping} (resume later with `isengard jobs resume {job.id}`); "
+                                     "press Ctrl+C again to stop waiting now...\n")
+                    _ask_to_stop(ctx, job)
+                except KeyboardInterrupt:
+                    ctx.jobs.let_go(job.id)  # closing the context must neither wait for the worker nor kill it
+                    raise StoppedWaiting(_abandon_message(ctx, job, stopping)) from None
     finally:
         unsubscribe()
         bar.close()
+
+
+class StoppedWaiting(IsengardError):
+    """The person pressed Ctrl+C twice: the command ends at once with a sentence saying what is kept."""
+
+
+def _ask_to_stop(ctx: AppContext, job: JobRow) -> None:
+    try:
+        ctx.jobs.cancel(job.id)
+    except Exception as exc:  # a finished job, a full disk: waiting goes on and a second Ctrl+C still works
+        sys.stderr.write(f"The job could not be asked to stop ({exc}).\n")
+
+
+def _abandon_message(ctx: AppContext, job: JobRow, stopping: str) -> str:
+    return (f"stopped waiting for job {job.id}: it was asked to stop ({stopping}); what it saved is kept in "
+            f"{ctx.volume.root / job.folder}, and `isengard jobs resume {job.id}` continues from there.")
+
+
+def _followed(ctx: AppContext, job: JobRow, args: argparse.Namespace) -> int:
+    """Follow a job to its end and report it; exit code 130 when the person stopped waiting."""
+    try:
+        final = follow(ctx, job, args.json_events, args.json)
+    except StoppedWaiting as exc:
+        sys.stderr.write(f"isengard: {exc}\n")
+        return 130
+    return _report(ctx, final, args)
 
 
 def _report(ctx: AppContext, job: JobRow, args: argparse.Namespace) -> int:
@@ -109,6 +145,7 @@ def _report(ctx: AppContext, job: JobRow, args: argparse.Namespace) -> int:
 
 def train_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     from isengard_desktop.errors import ValidationError
+    from isengard_desktop.jobs.manager import DB_ERRORS
 
     if getattr(args, "plan_for_vram", None) is not None:
         return plan_cmd(args)
@@ -121,9 +158,16 @@ def train_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
         raise ValidationError(" ".join(check.problems))
     for warning in check.warnings:
         sys.stderr.write(f"note: {warning}\n")
-    job = ctx.jobs.submit("training", engine, spec.to_dict(), character.id, meta={"preset": args.preset})
-    final = follow(ctx, job, args.json_events, args.json)
-    return _report(ctx, final, args)
+    # A job left "running" by a killed window or CLI is taken back first (its orphaned worker asked to save and
+    # stop); the GPU lock, which that worker still holds, keeps the new run waiting until it has ended (E26).
+    for old in ctx.jobs.recover():
+        sys.stderr.write(f"note: job {old.id}, left running by an Isengard that was closed, is now {old.state}.\n")
+    try:
+        job = ctx.jobs.submit("training", engine, spec.to_dict(), character.id, meta={"preset": args.preset})
+    except DB_ERRORS as exc:
+        raise IsengardError(f"The training job could not be recorded in the volume ({exc}); free some disk space "
+                            "and try again.") from exc
+    return _followed(ctx, job, args)
 
 
 def plan_cmd(args: argparse.Namespace) -> int:
@@ -182,8 +226,7 @@ def cancel_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
 def resume_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     ctx.jobs.recover()
     job = ctx.jobs.resume(args.job_id)
-    final = follow(ctx, job, args.json_events, args.json)
-    return _report(ctx, final, args)
+    return _followed(ctx, job, args)
 
 
 def bundle_cmd(ctx: AppContext, args: argparse.Namespace) -> int:

@@ -16,8 +16,10 @@ every Isengard process and alongside a training run, never waiting for the GPU n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import sqlite3
 import threading
 import time
 import uuid
@@ -54,6 +56,9 @@ RESIDENT_KINDS = ("generation",)
 DOWNLOAD_KINDS = ("download",)  # jobs of the download lane: no GPU lock, one at a time beside the GPU lane
 RESUMABLE_KINDS = ("training", "download")
 GPU_LANE, DOWNLOAD_LANE = "gpu", "download"
+# What a write to the volume's database can raise when the disk is full or the file is unwritable: the job's
+# bookkeeping keeps going in memory (jobs/manager.py _set_state), never stops the readers or the waiters.
+DB_ERRORS = (sqlite3.Error, OSError)
 
 
 def lane_of(kind: str) -> str:
@@ -77,6 +82,9 @@ class JobManager:
         self._done_state: dict[str, str] = {}
         self._results: dict[str, dict[str, Any]] = {}
         self._progress: dict[str, tuple[float, dict[str, Any]]] = {}  # newest progress, time last stored
+        # States the database could not take (disk full): kept here, shown by get()/wait(), written when it can.
+        self._unrecorded: dict[str, tuple[str, dict[str, Any], str]] = {}
+        self._bookkeeping_error: dict[str, str] = {}  # a finished LoRA or image that could not be stored
         self._closing = False
         self._gpu = GpuLock(volume.jobs_dir / ".gpu.lock")
         # The same kind of OS-held lock for the download lane: one download per volume, released if we die.
@@ -102,9 +110,55 @@ class JobManager:
             except Exception as exc:  # a broken listener must not stop the job's bookkeeping
                 log.error("job_listener_failed", job_id=job_id, error=repr(exc))
 
-    def _set_state(self, job_id: str, state: str, **kwargs: Any) -> None:
-        self.repo.set_state(job_id, state, **kwargs)
+    def _set_state(self, job_id: str, state: str, **kwargs: Any) -> bool:
+        """Record a state and tell the listeners. If the database cannot take it (disk full), the state is kept in
+        memory (``get`` and ``wait`` show it) and written at the next write that succeeds; listeners hear it either
+        way. Returns whether it was recorded."""
+        self.flush_unrecorded()
+        with self._lock:
+            try:
+                self.repo.set_state(job_id, state, **kwargs)
+                self._unrecorded.pop(job_id, None)
+                recorded = True
+            except DB_ERRORS as exc:
+                self._unrecorded[job_id] = (state, kwargs, str(exc))
+                log.error("job_state_unrecorded", job_id=job_id, state=state, error=str(exc))
+                recorded = False
         self._publish(job_id, {"event": "state", "state": state, "error": kwargs.get("error")})
+        return recorded
+
+    def flush_unrecorded(self) -> None:
+        """Write the states the database could not take earlier; those it still cannot take stay in memory."""
+        with self._lock:
+            for job_id, (state, kwargs, _why) in list(self._unrecorded.items()):
+                try:
+                    self.repo.set_state(job_id, state, **kwargs)
+                except DB_ERRORS:
+                    return  # still full: try again at the next write
+                self._unrecorded.pop(job_id, None)
+                log.info("job_state_recorded_late", job_id=job_id, state=state)
+
+    def unrecorded(self) -> dict[str, str]:
+        """Jobs whose newest state is only in memory, with why the database refused it."""
+        with self._lock:
+            return {job_id: why for job_id, (_s, _k, why) in self._unrecorded.items()}
+
+    def _store_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        try:
+            self.repo.set_progress(job_id, progress)
+        except DB_ERRORS as exc:  # the newest progress stays in memory and goes in with the next write that works
+            log.warning("job_progress_unrecorded", job_id=job_id, error=str(exc))
+
+    def _overlay(self, job: JobRow) -> JobRow:
+        pending = self._unrecorded.get(job.id)
+        if pending is None:
+            return job
+        state, kwargs, why = pending
+        error = kwargs.get("error")
+        note = (f"(Not yet saved in the volume's database, which refused it: {why}; it is saved once there is room, "
+                "or the job shows as interrupted at the next start.)")
+        return dataclasses.replace(job, state=state, error=f"{error} {note}" if error else note,
+                                   result=kwargs.get("result") or job.result)
 
     # queries -----------------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRow:
@@ -112,9 +166,9 @@ class JobManager:
         if job is None:
             matches = self.repo.find(job_id)
             if len(matches) == 1:
-                return matches[0]
+                return self._overlay(matches[0])
             raise NotFoundError(f"There is no job {job_id!r}; `isengard jobs list` shows them.")
-        return job
+        return self._overlay(job)
 
     def list(self, kind: str | None = None) -> list[JobRow]:
         return self.repo.list(kind=kind)
@@ -250,7 +304,8 @@ class JobManager:
     def _dispatch(self, job: JobRow) -> tuple[WorkerProcess, int]:
         """Start the job: on the serving worker for generation, on a worker of its own otherwise."""
         if job.kind in DOWNLOAD_KINDS:  # beside the GPU lane: leaves the serving worker and its timer alone
-            worker = WorkerProcess(job.id, self.job_dir(job), job.correlation_id, self._on_event, self._on_exit)
+            worker = WorkerProcess(job.id, self.job_dir(job), job.correlation_id, self._on_event, self._on_exit,
+                                   pass_fds=self._download_lock.inheritable_fds())
             self._running[job.id] = worker
             return worker, worker.start()
         if self._idle_timer is not None:
@@ -260,15 +315,19 @@ class JobManager:
             self._close_resident("a training job needs the GPU memory")
             for hook in self.before_training:
                 threading.Thread(target=_run_hook, args=(hook,), name="before-training", daemon=True).start()
-            worker = WorkerProcess(job.id, self.job_dir(job), job.correlation_id, self._on_event, self._on_exit)
+            # The worker inherits the GPU lock's descriptor: if this process dies, the worker still holds the lock.
+            worker = WorkerProcess(job.id, self.job_dir(job), job.correlation_id, self._on_event, self._on_exit,
+                                   pass_fds=self._gpu.inheritable_fds())
             self._running[job.id] = worker
             return worker, worker.start()
         resident = self._resident
         if resident is not None and resident.alive() and resident.idle():
             resident.assign(job.id, self.job_dir(job), job.correlation_id)
         else:
+            # The serving worker shares the same descriptor (the manager keeps one open file for the lock): it
+            # holds the lock during a generation even if this process dies; while it idles the lock is released.
             resident = WorkerProcess(job.id, self.job_dir(job), job.correlation_id, self._on_event, self._on_exit,
-                                     serve=True)
+                                     serve=True, pass_fds=self._gpu.inheritable_fds())
             self._running[job.id] = resident
             resident.start()
             self._resident = resident
@@ -306,6 +365,18 @@ class JobManager:
         self._schedule()
 
     def _on_event(self, job_id: str, event: dict[str, Any]) -> None:
+        try:
+            event = self._book_event(job_id, event)
+        except Exception as exc:  # e.g. the disk is full: the event still reaches the listeners, the job still ends
+            log.error("job_event_unrecorded", job_id=job_id, event_name=event.get("event"), error=repr(exc))
+            if event.get("event") in ("artifact", "image"):
+                self._bookkeeping_error[job_id] = (
+                    f"The job's result could not be stored in the library ({exc}); free some disk space and "
+                    "run it again.")
+        self._publish(job_id, event)
+
+    def _book_event(self, job_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        """The manager's bookkeeping of one worker event; returns the event as the listeners should see it."""
         kind = event.get("event")
         if kind == "progress":
             # Stored at most twice a second (and at the end): a fast trainer emits hundreds a second, and a
@@ -313,8 +384,9 @@ class JobManager:
             last_stored = self._progress.get(job_id, (0.0, {}))[0]
             now = time.monotonic()
             if now - last_stored >= PROGRESS_STORE_INTERVAL_S:
-                self.repo.set_progress(job_id, event)
                 last_stored = now
+                self._progress[job_id] = (last_stored, event)
+                self.repo.set_progress(job_id, event)
             self._progress[job_id] = (last_stored, event)
         elif kind == "checkpoint" and event.get("step") is not None:
             # What a resume continues from is stored at once (progress is stored only twice a second).
@@ -329,7 +401,7 @@ class JobManager:
             event = {**event, **self._register_lora(job_id, Path(event["path"]))}
         elif kind == "image":
             event = {**event, **self._register_image(job_id, event)}
-        self._publish(job_id, event)
+        return event
 
     def _register_image(self, job_id: str, event: dict[str, Any]) -> dict[str, Any]:
         """Move a finished image into the volume's outputs and record the generation with its parameters."""
@@ -361,33 +433,52 @@ class JobManager:
         return {"library_path": str(target)}
 
     def _on_exit(self, job_id: str, returncode: int, tail: list[str]) -> None:
+        # Whatever fails here (a full disk refusing the database write), the job ends in memory with the worker's
+        # own state and reason, the lane's lock is released and the waiters are woken (E25).
         with self._lock:
-            self._running.pop(job_id, None)
-            lane = self._lane.pop(job_id, GPU_LANE)
-            (self._download_lock if lane == DOWNLOAD_LANE else self._gpu).release()
-            newest = self._progress.pop(job_id, None)
-            if newest:
-                self.repo.set_progress(job_id, newest[1])
-            state = self._done_state.pop(job_id, None)
-            error = self._last_error.pop(job_id, None)
-            if state is None:
-                state = "failed"
-                error = error or (
-                    f"The worker process ended unexpectedly (exit code {returncode}). Last output:\n"
-                    + "\n".join(tail[-8:])
-                )
-            result = {**self._results.pop(job_id, {}), "returncode": returncode}
-            if state == "failed" and not error:
-                error = "The job failed; see its log."
-            self._set_state(job_id, state, error=error if state != "succeeded" else None, result=result)
-            log.info("job_finished", job_id=job_id, state=state, returncode=returncode)
-            self._finished.notify_all()
-            if self._resident is not None and not self._resident.alive():
-                self._resident = None  # it died with its job: the next generation starts a fresh one
-            if self._resident is not None and lane == GPU_LANE:
-                self._arm_idle_timer()
+            try:
+                self._running.pop(job_id, None)
+                lane = self._lane.pop(job_id, GPU_LANE)
+                try:
+                    (self._download_lock if lane == DOWNLOAD_LANE else self._gpu).release()
+                except OSError as exc:
+                    log.error("job_lock_release_failed", job_id=job_id, error=str(exc))
+                state, error, result = self._final_state(job_id, returncode, tail)
+                newest = self._progress.pop(job_id, None)
+                if newest:
+                    self._store_progress(job_id, newest[1])
+                self._set_state(job_id, state, error=error if state != "succeeded" else None, result=result)
+                log.info("job_finished", job_id=job_id, state=state, returncode=returncode)
+                if self._resident is not None and not self._resident.alive():
+                    self._resident = None  # it died with its job: the next generation starts a fresh one
+                if self._resident is not None and lane == GPU_LANE:
+                    self._arm_idle_timer()
+            finally:
+                self._finished.notify_all()
         if not self._closing:
-            self._schedule()
+            try:
+                self._schedule()
+            except DB_ERRORS as exc:
+                log.error("job_schedule_failed", error=str(exc))
+
+    def _final_state(self, job_id: str, returncode: int, tail: list[str]) -> tuple[str, str | None, dict[str, Any]]:
+        """The state a finished job ends in: the worker's own ``done`` state and ``error`` message when it sent
+        them, else failed with its exit code and last output."""
+        state = self._done_state.pop(job_id, None)
+        error = self._last_error.pop(job_id, None)
+        if state is None:
+            state = "failed"
+            error = error or (
+                f"The worker process ended unexpectedly (exit code {returncode}). Last output:\n"
+                + "\n".join(tail[-8:])
+            )
+        bookkeeping = self._bookkeeping_error.pop(job_id, None)
+        if bookkeeping and state == "succeeded":
+            state, error = "failed", bookkeeping
+        result = {**self._results.pop(job_id, {}), "returncode": returncode}
+        if state == "failed" and not error:
+            error = "The job failed; see its log."
+        return state, error, result
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobRow:
         """Block until the job is no longer queued or running (CLI and tests).
@@ -396,15 +487,31 @@ class JobManager:
         Isengard process is seen to finish too.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        job: JobRow | None = None
         with self._finished:
             while True:
-                job = self.get(job_id)
+                self.flush_unrecorded()
+                try:
+                    job = self.get(job_id)
+                except DB_ERRORS as exc:  # a database that cannot be read now: the state kept in memory still counts
+                    log.warning("job_state_unreadable", job_id=job_id, error=str(exc))
+                    if job is None:
+                        raise
+                    job = self._overlay(job)
                 if job.state not in ("queued", "running"):
                     return job
                 left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
                 if left <= 0:
                     return job
                 self._finished.wait(left)
+
+    def let_go(self, job_id: str) -> None:
+        """Stop following a running job without stopping its worker (a second Ctrl+C in the CLI): shutdown neither
+        waits for it nor kills it. Asked to stop, the worker saves and ends on its own, still holding the GPU lock
+        (E26); the next start's recovery takes the job back."""
+        with self._lock:
+            if self._running.pop(job_id, None) is not None:
+                log.warning("job_let_go", job_id=job_id)
 
     def running_jobs(self, lane: str | None = None) -> list[str]:
         """Jobs this process is running; ``lane="gpu"`` leaves out downloads (they do not block a training)."""
@@ -425,6 +532,12 @@ class JobManager:
                 (self.job_dir(job) / protocol.STOP_FILE).touch()
                 _wait_for_exit(job.pid, ORPHAN_STOP_TIMEOUT_S)
             self._catch_up_progress(job)
+            failure = self._reported_failure(job)
+            if failure is not None:  # the worker said why it failed; the database could not take it then (E25)
+                self._set_state(job.id, "failed", error=failure)
+                log.warning("job_failure_recovered", job_id=job.id, correlation_id=job.correlation_id)
+                recovered.append(self.get(job.id))
+                continue
             self._set_state(job.id, "interrupted",
                             error="Isengard Desktop closed while this download was running; resume it to continue "
                                   "from the bytes already downloaded." if job.kind in DOWNLOAD_KINDS else
@@ -433,6 +546,15 @@ class JobManager:
             log.warning("job_interrupted", job_id=job.id, previous_state=job.state, correlation_id=job.correlation_id)
             recovered.append(self.get(job.id))
         return recovered
+
+    def _reported_failure(self, job: JobRow) -> str | None:
+        """The reason a worker gave when it ended failed, from the job's record of events (None if it did not)."""
+        events = self.events(job.id)
+        done = [e for e in events if e.get("event") == "done"]
+        if not done or done[-1].get("state") != "failed":
+            return None
+        errors = [str(e.get("message")) for e in events if e.get("event") == "error" and e.get("message")]
+        return errors[-1] if errors else "The job failed; see its log."
 
     def _catch_up_progress(self, job: JobRow) -> None:
         """A worker that outlived its app went on (to its checkpoint) with nobody storing its progress; it wrote
@@ -444,6 +566,7 @@ class JobManager:
     def shutdown(self, wait: float = 30.0) -> None:
         """Ask running workers to save and stop (the app is quitting)."""
         self._closing = True
+        self.flush_unrecorded()
         if self._retry is not None:
             self._retry.cancel()
         if self._idle_timer is not None:

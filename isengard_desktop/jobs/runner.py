@@ -48,6 +48,7 @@ class WorkerProcess:
         on_event: Callable[[str, dict[str, Any]], None],
         on_exit: Callable[[str, int, list[str]], None],
         serve: bool = False,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         self.job_id: str | None = job_id
         self.job_dir = job_dir
@@ -55,10 +56,12 @@ class WorkerProcess:
         self.on_event = on_event
         self.on_exit = on_exit
         self.serve = serve
+        self.pass_fds = pass_fds  # the lane's lock descriptor: the worker holds the lock too (jobs/gpu_lock.py)
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.proc: subprocess.Popen | None = None
         self._log_lock = threading.Lock()
         self._job_lock = threading.Lock()
+        self._write_failed: set[str] = set()  # files already reported unwritable (logged once each)
 
     def start(self) -> int:
         # A token in the person's shell never reaches a worker or an engine: the download worker reads the keyring's
@@ -75,6 +78,7 @@ class WorkerProcess:
             env=env,
             # Its own session: a Ctrl+C in a terminal reaches the CLI, which asks the worker to stop and save.
             start_new_session=True,
+            pass_fds=self.pass_fds,
         )
         self._threads = [
             threading.Thread(target=self._read_stdout, name=f"job-{self.job_id}-out", daemon=True),
@@ -109,8 +113,17 @@ class WorkerProcess:
     def _append_log(self, record: dict[str, Any]) -> None:
         if self.job_dir is None:
             return
-        with self._log_lock, open(self.job_dir / protocol.LOG_FILE, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        try:
+            with self._log_lock, open(self.job_dir / protocol.LOG_FILE, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            # A full disk must not stop this reader: an unread pipe would block the worker on its next write.
+            self._note_write_failure("log", exc)
+
+    def _note_write_failure(self, what: str, exc: OSError) -> None:
+        if what not in self._write_failed:
+            self._write_failed.add(what)
+            log.error("job_file_write_failed", job_id=self.job_id, file=what, error=str(exc))
 
     def _read_stdout(self) -> None:
         assert self.proc and self.proc.stdout
@@ -125,20 +138,39 @@ class WorkerProcess:
                     if line.strip():
                         self._append_log(self._stray(line, "stdout"))
                     continue
-                if events_dir != job_dir:
-                    if events is not None:
-                        events.close()
-                    events, events_dir = open(job_dir / protocol.EVENTS_FILE, "a", encoding="utf-8"), job_dir
-                events.write(line if line.endswith("\n") else line + "\n")
-                events.flush()
-                self.on_event(job_id, event)
+                events, events_dir = self._record_event(events, events_dir, job_dir, line)
+                self._call(self.on_event, job_id, event)
                 if self.serve and event.get("event") == "done":
                     with self._job_lock:
                         self.job_id = None
-                    self.on_exit(job_id, 0, list(self.tail))
+                    self._call(self.on_exit, job_id, 0, list(self.tail))
         finally:
             if events is not None:
-                events.close()
+                try:
+                    events.close()
+                except OSError as exc:
+                    self._note_write_failure("events", exc)
+
+    def _record_event(self, events: Any, events_dir: Path | None, job_dir: Path, line: str) -> tuple[Any, Path | None]:
+        """Append the event to the job's record; a full disk loses the record's line, never the event itself."""
+        try:
+            if events_dir != job_dir:
+                if events is not None:
+                    events.close()
+                events, events_dir = None, None
+                events, events_dir = open(job_dir / protocol.EVENTS_FILE, "a", encoding="utf-8"), job_dir
+            events.write(line if line.endswith("\n") else line + "\n")
+            events.flush()
+        except OSError as exc:
+            self._note_write_failure("events", exc)
+        return events, events_dir
+
+    def _call(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run the manager's callback; whatever it raises, the readers go on and the job still ends."""
+        try:
+            callback(*args)
+        except Exception as exc:
+            log.error("job_callback_failed", job_id=args[0] if args else None, error=repr(exc))
 
     def _stray(self, line: str, stream: str) -> dict[str, Any]:
         return {
@@ -173,7 +205,7 @@ class WorkerProcess:
         log.info("worker_exited", job_id=self.job_id, returncode=code, serving=self.serve)
         if self.job_id is not None:  # a one-job worker's job, or the job a serving worker died in
             job_id, self.job_id = self.job_id, None
-            self.on_exit(job_id, code, list(self.tail))
+            self._call(self.on_exit, job_id, code, list(self.tail))
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
