@@ -88,6 +88,7 @@ class TrainingForm(QWidget):
         self.preset.currentIndexChanged.connect(self._load_preset_values)
         for widget in (self.character, self.base_model, self.engine):
             widget.currentIndexChanged.connect(self.changed)
+        self.engine.currentIndexChanged.connect(self._show_preset_info)
         self.advanced.toggled.connect(self.changed)
         self.refresh()
         self._load_preset_values()
@@ -123,6 +124,7 @@ class TrainingForm(QWidget):
                 chosen = None
         self.engine.setCurrentIndex(self.engine.findData(chosen) if chosen else -1)
         self.engine.blockSignals(False)
+        self._show_preset_info()
         self.changed.emit()
 
     def _load_preset_values(self) -> None:
@@ -136,12 +138,21 @@ class TrainingForm(QWidget):
         self.batch.setValue(values["batch_size"])
         self.save_every.setValue(values["save_every"])
         self.sample_every.setValue(values["sample_every"])
-        predicted = preset.predicted
-        times = ", ".join(f"{gpu} {s:.1f} s/step" for gpu, s in predicted.get("seconds_per_step", {}).items() if s)
-        self.preset_info.setText(f"{preset.description}\nNeeds about {predicted.get('vram_gb', '?')} GB of GPU memory; "
-                                 f"{times} (estimates).")
-        self.preset_info.setToolTip(predicted.get("source", ""))
+        self._show_preset_info()
         self.changed.emit()
+
+    def _show_preset_info(self) -> None:
+        """The preset's description and the GPU memory it needs with the chosen engine (from the memory plan)."""
+        name = self.preset.currentData()
+        if name is None:
+            return
+        predicted = load_preset(name).predicted
+        by_engine = predicted.get("vram_gb_by_engine", {})
+        vram = by_engine.get(self.engine.currentData(), predicted.get("vram_gb", "?"))
+        times = ", ".join(f"{gpu} {s:.1f} s/step" for gpu, s in predicted.get("seconds_per_step", {}).items() if s)
+        self.preset_info.setText(f"{load_preset(name).description}\nNeeds about {vram} GB of GPU memory with this "
+                                 f"engine; {times} (estimates).")
+        self.preset_info.setToolTip(predicted.get("source", ""))
 
     def overrides(self) -> dict:
         if not self.advanced.isChecked():

@@ -91,3 +91,17 @@ def test_debug_bundle_has_the_job_log_and_no_secret(qtbot, window, ctx, photos: 
         comfyui = archive.read("logs/comfyui.log").decode()
     assert len(comfyui) < 2_200_000 and comfyui.rstrip().endswith("[redacted].safetensors")
     assert "hf_abcdefghijklmnopqrstuvwxyz" not in content and "[redacted]" in content
+
+
+def test_the_preset_says_the_gpu_memory_of_the_chosen_engine(qtbot, window, ctx):
+    from PySide6.QtCore import Qt
+
+    form = window.training.form
+    form.refresh()
+    form.preset.setFocus()
+    while form.preset.currentData() != "quick":  # as a person does: arrow keys on the preset box
+        qtbot.keyClick(form.preset, Qt.Key.Key_Up)
+    assert form.engine.currentData() == "diffusers"  # the engine that runs here without an install
+    assert "Needs about 12 GB of GPU memory with this engine" in form.preset_info.text()
+    qtbot.keyClick(form.preset, Qt.Key.Key_Down)  # Balanced
+    assert "Needs about 16 GB" in form.preset_info.text()
