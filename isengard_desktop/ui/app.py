@@ -84,6 +84,15 @@ def run_gui(volume_cli_value: str | None) -> int:
 
         QTimer.singleShot(0, report)
     try:
-        return app.exec()
+        code = app.exec()
     finally:
         ctx.close()
+    from isengard_desktop.ui.bridge import wait_for_tasks
+
+    if not wait_for_tasks(10.0):
+        # A background task still runs (e.g. a hung nvidia-smi): destroying its thread would abort the process
+        # with a core dump; everything is saved by now, so leave without running destructors.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

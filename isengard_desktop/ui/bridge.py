@@ -21,6 +21,24 @@ COALESCED = ("progress", "gpu")
 FLUSH_INTERVAL_MS = 50  # at most 20 coalesced updates a second
 
 
+# Every task whose thread may still run. A QThread destroyed while it runs aborts the whole process ("QThread:
+# Destroyed while thread is still running"), so tasks stay referenced here until their thread has ended, and the
+# app waits for them when it quits (wait_for_tasks).
+_LIVE: set[Task] = set()
+
+
+def wait_for_tasks(timeout_s: float = 10.0) -> bool:
+    """Ask every background task to stop and wait for their threads; False if one is still running."""
+    deadline = time.monotonic() + timeout_s
+    for task in list(_LIVE):
+        task.cancel()
+    for task in list(_LIVE):
+        if not task.wait(max(0, int((deadline - time.monotonic()) * 1000))):
+            return False
+        _LIVE.discard(task)
+    return True
+
+
 class Task(QObject):
     """A function run on its own QThread. ``fn(progress, cancelled)`` gets a progress callback and a cancel check."""
 
@@ -40,6 +58,7 @@ class Task(QObject):
         self._thread.started.connect(self._run)
 
     def start(self) -> None:
+        _LIVE.add(self)
         self._thread.start()
 
     def cancel(self) -> None:
@@ -91,6 +110,7 @@ class _Relay(QObject):
             task.wait(5000)
             if task in self._tasks:
                 self._tasks.remove(task)
+            _LIVE.discard(task)
         self.deleteLater()
 
     @Slot(object)
