@@ -54,14 +54,16 @@ def small_volume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 
 
 def _fill(disk: Path) -> Path:
+    """Take every byte left on the tmpfs: 1 MiB writes, then page by page (what a 1 MiB write cannot take would
+    still let a small database write through)."""
     filler = disk / "filler"
-    with open(filler, "wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * (1 << 20))
-                handle.flush()
-        except OSError:
-            pass
+    with open(filler, "wb", buffering=0) as handle:
+        for chunk in (1 << 20, 4096, 512):
+            try:
+                while True:
+                    handle.write(b"\0" * chunk)
+            except OSError:
+                pass
     return filler
 
 
@@ -244,6 +246,7 @@ def test_a_second_ctrl_c_ends_the_cli_at_once_saying_what_is_kept(trained_ctx: A
         sent = time.monotonic()
         out, err = cli.communicate(timeout=30)
         took = time.monotonic() - sent
+        print(f"CLI exit after a second Ctrl+C: {took:.2f} s")  # noqa: T201
         assert took < 5, f"the second Ctrl+C took {took:.1f} s"
         assert cli.returncode == 130 and "Traceback" not in err
         assert "Stopping: saving a checkpoint first" in err
@@ -263,3 +266,25 @@ def test_a_second_ctrl_c_ends_the_cli_at_once_saying_what_is_kept(trained_ctx: A
         if cli.poll() is None:
             cli.kill()
             cli.communicate()
+
+
+def test_the_next_start_takes_a_failure_the_database_missed_from_the_jobs_record(trained_ctx: AppContext) -> None:
+    """A job the database still shows running, whose worker is gone after writing its failure into the job's record
+    (the app ended while the disk was full): the next start marks it failed with the worker's reason."""
+    ctx = trained_ctx
+    character = ctx.characters.resolve("Ada Lovelace")
+    spec, _check = build_spec(ctx.volume, ctx.dataset, character, ctx.mode, "quick", {"steps": 6})
+    ctx.jobs._closing = True  # record the job without starting a worker (as a dead app left it)
+    job = ctx.jobs.submit("training", "diffusers", spec.to_dict(), character.id)
+    ctx.jobs.repo.set_state(job.id, "running", pid=None)
+    (ctx.jobs.job_dir(job) / "events.jsonl").write_text(
+        '{"event":"progress","step":3,"total":6}\n'
+        '{"event":"error","message":"[Errno 28] No space left on device","type":"OSError"}\n'
+        '{"event":"done","state":"failed"}\n')
+    later = AppContext.open(ctx.volume.root, "fast-test")
+    try:
+        recovered = {j.id: j for j in later.jobs.recover()}
+        assert recovered[job.id].state == "failed"
+        assert recovered[job.id].error == "[Errno 28] No space left on device"
+    finally:
+        later.close()
