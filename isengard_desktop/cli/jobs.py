@@ -160,7 +160,7 @@ def train_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
         sys.stderr.write(f"note: {warning}\n")
     # A job left "running" by a killed window or CLI is taken back first (its orphaned worker asked to save and
     # stop); the GPU lock, which that worker still holds, keeps the new run waiting until it has ended (E26).
-    for old in ctx.jobs.recover():
+    for old in ctx.jobs.recover(queued=False):
         sys.stderr.write(f"note: job {old.id}, left running by an Isengard that was closed, is now {old.state}.\n")
     try:
         job = ctx.jobs.submit("training", engine, spec.to_dict(), character.id, meta={"preset": args.preset})
@@ -187,7 +187,7 @@ def plan_cmd(args: argparse.Namespace) -> int:
 
 
 def list_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
-    ctx.jobs.recover()
+    ctx.jobs.recover(queued=False)  # a live window's queued job records no process: left alone
     jobs = ctx.jobs.list()
     if args.json:
         emit_json([job.to_json() for job in jobs])
@@ -203,7 +203,7 @@ def list_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def show_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
-    ctx.jobs.recover()
+    ctx.jobs.recover(queued=False)  # a live window's queued job records no process: left alone
     job = ctx.jobs.get(args.job_id)
     if args.json:
         emit_json(job.to_json())
@@ -224,7 +224,7 @@ def cancel_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def resume_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
-    ctx.jobs.recover()
+    ctx.jobs.recover(queued=False)  # a live window's queued job records no process: left alone
     job = ctx.jobs.resume(args.job_id)
     return _followed(ctx, job, args)
 

@@ -171,7 +171,7 @@ class JobManager:
         return self._overlay(job)
 
     def list(self, kind: str | None = None) -> list[JobRow]:
-        return self.repo.list(kind=kind)
+        return [self._overlay(job) for job in self.repo.list(kind=kind)]
 
     def job_dir(self, job: JobRow) -> Path:
         return self.volume.root / job.folder
@@ -519,10 +519,13 @@ class JobManager:
             return [j for j in self._running if lane is None or self._lane.get(j, GPU_LANE) == lane]
 
     # start-up and shut-down --------------------------------------------------------------------
-    def recover(self) -> list[JobRow]:
-        """Mark jobs left running or queued by a previous session as interrupted; returns them."""
+    def recover(self, queued: bool = True) -> list[JobRow]:
+        """Mark jobs left running or queued by a previous session as interrupted; returns them.
+
+        ``queued=False`` leaves queued jobs alone: a queued job records no process, so a live window's queued job
+        cannot be told from a dead one's (``isengard train`` uses this; the window's start takes them all)."""
         recovered = []
-        for job in self.repo.list(states=("running", "queued")):
+        for job in self.repo.list(states=("running", "queued") if queued else ("running",)):
             if job.id in self._running:
                 continue
             if _worker_alive(job.pid, job.id):

@@ -288,3 +288,18 @@ def test_the_next_start_takes_a_failure_the_database_missed_from_the_jobs_record
         assert recovered[job.id].error == "[Errno 28] No space left on device"
     finally:
         later.close()
+
+
+def test_the_cli_leaves_another_processs_queued_job_alone(trained_ctx: AppContext) -> None:
+    """A queued job records no process, so the CLI's recovery cannot tell a live window's queue from a dead one's:
+    `isengard jobs list` must not turn the window's queued job into an interrupted one."""
+    ctx = trained_ctx
+    character = ctx.characters.resolve("Ada Lovelace")
+    spec, _check = build_spec(ctx.volume, ctx.dataset, character, ctx.mode, "quick", {"steps": 6})
+    ctx.jobs._closing = True  # queued, as in a window waiting for the GPU
+    job = ctx.jobs.submit("training", "diffusers", spec.to_dict(), character.id)
+    listed = subprocess.run([sys.executable, "-m", "isengard_desktop", "--volume", str(ctx.volume.root), "jobs",
+                             "list", "--json"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert listed.returncode == 0, listed.stderr
+    assert [j["state"] for j in json.loads(listed.stdout) if j["id"] == job.id] == ["queued"]
+    assert ctx.jobs.get(job.id).state == "queued"
