@@ -12,6 +12,7 @@ engine's loaded model (the built-in generator's FLUX pipeline) serves the next r
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -144,13 +145,21 @@ def run_job(job_dir: Path, channel: Channel) -> str:
             state = _run_engine(job, channel)
     except Exception as exc:  # everything a worker hits must reach the user as an error event
         log.error("worker_failed", error=repr(exc), traceback=traceback.format_exc())
-        channel.emit({"event": "error", "message": str(exc) or repr(exc), "type": type(exc).__name__})
+        channel.emit({"event": "error", "message": _explain(exc), "type": type(exc).__name__})
         state = "failed"
     channel.stopping.set()
     channel.emit({"event": "done", "state": state})
     log.info("worker_finished", state=state, seconds=round(time.monotonic() - started, 3))
     structlog.contextvars.unbind_contextvars("job_id", "correlation_id")
     return state
+
+
+def _explain(exc: Exception) -> str:
+    """The error as one sentence a person can act on; an engine's own message otherwise."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return (f"The disk is full ({exc.strerror}{': ' + str(exc.filename) if exc.filename else ''}): free some "
+                "space on the volume's disk, then resume the job; what was saved before is kept.")
+    return str(exc) or repr(exc)
 
 
 def run(job_dir: Path) -> int:

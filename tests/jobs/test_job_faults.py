@@ -123,7 +123,7 @@ def test_a_disk_that_fills_during_training_ends_the_cli_with_the_reason(small_vo
     assert took < CLI_EXIT_LIMIT_S
     assert cli.returncode == 1
     assert "Traceback" not in err and "Traceback" not in out
-    assert ": failed" in out and "No space left on device" in out  # the worker's own reason
+    assert ": failed" in out and "No space left on device" in out and "free some space" in out
     assert "Not yet saved in the volume's database" in out  # the database really refused the final write
     job_id, state, _progress, _error = _job_row(small_volume)
     assert state == "running"  # what the full disk left in the database...
