@@ -1,10 +1,14 @@
 """Fixtures every test folder may use: a loopback fake Hugging Face hub (HF_ENDPOINT points at it, child processes
-inherit it) and a file keyring (never the real one)."""
+inherit it), a file keyring (never the real one), a real small disk for full-disk tests, and a stand-in
+nvidia-smi answering as a desktop RTX 3090 does (this machine has no GPU)."""
 
 from __future__ import annotations
 
 import os
+import stat
+import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,3 +50,45 @@ def test_keyring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     monkeypatch.setattr(keyring.core, "_keyring_backend", FileKeyring())
     yield path
+
+
+@contextmanager
+def tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A real disk of ``size`` (``"2m"``, ``"400m"``) mounted at ``folder`` for the duration: full-disk faults are
+    tried for real, not mocked. Skips the test where a tmpfs cannot be mounted (it needs root)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a {size} tmpfs cannot be mounted here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+# The two queries the app asks nvidia-smi, answered as the real tool does for an RTX 3090 that drives a display.
+FAKE_SMI = """#!/bin/sh
+case "$*" in
+  *display_active*) echo "0, Enabled, Enabled" ;;
+  *--query-gpu=name*) echo "NVIDIA GeForce RTX 3090, 595.58.03, 24576, 1021, 8.6" ;;
+  *-L*) echo "GPU 0: NVIDIA GeForce RTX 3090 (UUID: GPU-00000000-0000-0000-0000-000000000000)" ;;
+esac
+"""
+
+
+@pytest.fixture
+def desktop_3090(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A stand-in nvidia-smi first on PATH (this test and its child processes), GPU caches cleared around it."""
+    from isengard_desktop.core import gpu_cards, mode
+
+    script = tmp_path / "bin" / "nvidia-smi"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(FAKE_SMI)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    mode.detect_gpu.cache_clear()
+    gpu_cards._cache = None
+    yield
+    mode.detect_gpu.cache_clear()
+    gpu_cards._cache = None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import tmpfs
 from tests.models import tiny_catalogue as tiny
 from tests.models.fake_hub import FakeHub
 
@@ -183,15 +184,9 @@ def test_not_enough_disk_is_refused_before_a_job_starts(tmp_path: Path, env: dic
     volume = tmp_path / "vol"
     assert run(volume, env, "models", "list").returncode == 0  # the volume exists; now its models/ gets 2 MB
     models = volume / "models"
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(models)], capture_output=True,
-                             text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"a 2 MB tmpfs cannot be mounted here (needs root): {mounted.stderr.strip()}")
-    try:
+    with tmpfs(models, "2m"):
         out = run(volume, env, "models", "download", "tiny-flux", "--for", "comfyui")
         assert out.returncode == 1 and "needs 4.8 MB" in out.stderr and "free" in out.stderr
         assert not [p for p in models.rglob("*") if p.is_file()]
         listed = run(volume, env, "jobs", "list", "--json")
         assert json.loads(listed.stdout) == []  # refused before any job was queued
-    finally:
-        subprocess.run(["umount", str(models)], check=False)

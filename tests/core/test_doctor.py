@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.doctor import report, run_checks
 from isengard_desktop.core.torch_builds import parse_nvidia_smi
+from tests.conftest import tmpfs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gpus"
 NAMES = {"Volume folder", "Free disk space", "GPU", "RAM", "PyTorch (app)", "Engine aitoolkit", "Engine comfyui",
@@ -77,12 +77,7 @@ def test_a_file_where_a_volume_folder_should_be(ctx: AppContext) -> None:
 
 
 def test_a_full_disk(tmp_path: Path) -> None:
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny", "4m") as mount:
         for ctx in open_ctx(mount / "vol"):
             try:  # fill the disk to the last byte
                 with open(mount / "filler", "wb") as filler:
@@ -100,8 +95,6 @@ def test_a_full_disk(tmp_path: Path) -> None:
             assert space.status == "fail" and space.detail.startswith("0 B free") and "needs 1.0 GB" in space.detail
             assert volume.status == "fail" and "No space left on device" in volume.detail
             (mount / "filler").unlink()  # so the context can close its database cleanly
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_an_engine_whose_python_is_broken(ctx: AppContext) -> None:

@@ -19,6 +19,7 @@ from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.core.presets import LIMITS, all_presets, load_preset
 from isengard_desktop.core.training import FAST_TEST_DISK_BYTES, build_spec
 from isengard_desktop.errors import ValidationError
+from tests.conftest import tmpfs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,13 +89,7 @@ def test_the_fast_test_disk_check_asks_at_least_what_the_trainer_checks(tmp_path
 
 def test_a_volume_too_small_for_the_trainer_is_refused_before_the_run(tmp_path: Path) -> None:
     """A 200 MB disk: more than the old 0.05 GB figure, less than the trainer's own check (0.27 GB)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(mount)], capture_output=True,
-                             text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"a 200 MB tmpfs cannot be mounted here (needs root): {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "200m") as mount:
         ctx = AppContext.open(mount / "vol", FAST_TEST)
         try:
             ada = ctx.characters.create("Ada", "ohwx_ada")
@@ -104,5 +99,3 @@ def test_a_volume_too_small_for_the_trainer_is_refused_before_the_run(tmp_path: 
         finally:
             ctx.close()
         assert not check.ok and "GB free" in check.problems[0] and "0.28 GB" in check.problems[0]
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -4,8 +4,6 @@ PATH that answers the two queries the way the real tool does for a desktop RTX 3
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -13,28 +11,6 @@ import pytest
 from engines.diffusers import models
 from engines.diffusers.errors import TrainingError
 from isengard_desktop.core import gpu_cards, mode
-
-FAKE_SMI = """#!/bin/sh
-case "$*" in
-  *display_active*) echo "0, Enabled, Enabled" ;;
-  *--query-gpu=name*) echo "NVIDIA GeForce RTX 3090, 595.58.03, 24576, 1021, 8.6" ;;
-  *-L*) echo "GPU 0: NVIDIA GeForce RTX 3090 (UUID: GPU-00000000-0000-0000-0000-000000000000)" ;;
-esac
-"""
-
-
-@pytest.fixture
-def desktop_3090(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    script = tmp_path / "bin" / "nvidia-smi"
-    script.parent.mkdir()
-    script.write_text(FAKE_SMI)
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
-    mode.detect_gpu.cache_clear()
-    gpu_cards._cache = None
-    yield
-    mode.detect_gpu.cache_clear()
-    gpu_cards._cache = None
 
 
 def test_flux_is_never_trained_on_the_cpu_by_accident() -> None:

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.training import build_spec
 from isengard_desktop.jobs.gpu_lock import GpuLock
+from tests.conftest import tmpfs
 
 CLI_EXIT_LIMIT_S = 10.0  # the longest a CLI may take to exit once its worker has died
 
@@ -38,19 +39,11 @@ def _add_character(ctx: AppContext, photos: Path) -> None:
 def small_volume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A volume on a 400 MB tmpfs: room for the run's disk check (~0.3 GB), and a disk the test can fill."""
     monkeypatch.setenv("ISENGARD_MODE", "fast-test")
-    disk = tmp_path / "small"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m", "tmpfs", str(disk)], capture_output=True,
-                             text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"a tmpfs cannot be mounted here (needs root): {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "400m") as disk:
         ctx = AppContext.open(disk / "vol", "fast-test")
         _add_character(ctx, tmp_path / "photos")
         ctx.close()
         yield disk / "vol"
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def _fill(disk: Path) -> Path:

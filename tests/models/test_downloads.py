@@ -18,6 +18,7 @@ import pytest
 from isengard_desktop.context import AppContext
 from isengard_desktop.core import secrets
 from isengard_desktop.core.models import download_job, hub, ledger
+from tests.conftest import tmpfs
 from tests.models.fake_hub import FakeHub
 
 REPO = "acme/tiny-model"
@@ -249,14 +250,8 @@ def test_gated_download_uses_the_keyring_token_which_appears_nowhere(fake_hub: F
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    folder = tmp_path / "small"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True,
-                             text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"a 2 MB tmpfs cannot be mounted here (needs root): {mounted.stderr.strip()}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=False)
+    with tmpfs(tmp_path / "small", "2m") as folder:
+        yield folder
 
 
 def test_not_enough_disk_is_refused_before_anything_is_written(fake_hub: FakeHub, small_disk: Path) -> None:

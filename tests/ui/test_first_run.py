@@ -124,22 +124,10 @@ def test_a_gated_model_without_access_is_explained_on_the_page(qtbot, tiny_hub, 
     assert not list(ctx.volume.models_dir.rglob("*.safetensors"))  # nothing was written
 
 
-def test_with_a_24_gb_card_the_page_says_which_presets_fit(qtbot, ctx, tmp_path, monkeypatch):
+def test_with_a_24_gb_card_the_page_says_which_presets_fit(qtbot, ctx, desktop_3090):
     """A stand-in nvidia-smi on PATH answers as a real RTX 3090 does; the verdicts come from the memory plan."""
-    import os
-    import stat
-
-    from isengard_desktop.core import gpu_cards, mode
     from isengard_desktop.ui.main_window import MainWindow
-    from tests.engines.test_memory_plan_runtime import FAKE_SMI
 
-    script = tmp_path / "bin" / "nvidia-smi"
-    script.parent.mkdir()
-    script.write_text(FAKE_SMI)
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
-    mode.detect_gpu.cache_clear()
-    gpu_cards._cache = None
     win = MainWindow(ctx)
     qtbot.addWidget(win)
     page = win.first_run
@@ -149,4 +137,3 @@ def test_with_a_24_gb_card_the_page_says_which_presets_fit(qtbot, ctx, tmp_path,
     (panel,) = page.model_panels
     assert panel.variant.currentData() == "fp16"  # 24 GB: the full-precision T5 for ComfyUI
     win.close()
-    mode.detect_gpu.cache_clear()

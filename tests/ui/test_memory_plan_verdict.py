@@ -4,35 +4,22 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import stat
 from pathlib import Path
 
 import pytest
 
 from isengard_desktop.context import AppContext
-from isengard_desktop.core import gpu_cards, mode
-from tests.engines.test_memory_plan_runtime import FAKE_SMI
 
 
 @pytest.fixture
-def production(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    script = tmp_path / "bin" / "nvidia-smi"
-    script.parent.mkdir()
-    script.write_text(FAKE_SMI)
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+def production(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, desktop_3090):
     monkeypatch.delenv("ISENGARD_AITOOLKIT_DIR", raising=False)
     monkeypatch.delenv("ISENGARD_COMFYUI_DIR", raising=False)
-    mode.detect_gpu.cache_clear()
-    gpu_cards._cache = None
     context = AppContext.open(tmp_path / "vol", "production")
     context.settings.first_run_done = True
     yield context
     context.jobs.shutdown(wait=10)
     context.close()
-    mode.detect_gpu.cache_clear()
-    gpu_cards._cache = None
 
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None, reason="bitsandbytes is installed here")
