@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -162,19 +163,33 @@ def test_a_final_state_the_database_refused_is_kept_and_written_later(small_volu
         ctx.close()
 
 
+@contextmanager
+def _frozen_run(volume: Path) -> Iterator[tuple[subprocess.Popen, str, psutil.Process]]:
+    """A long training started by `isengard train` in a subprocess, its worker frozen (SIGSTOP) once it trains:
+    (the CLI, the job id, the worker). Neither process outlives the test."""
+    cli = _train_cli(volume, "--steps", "20000", "--save-every", "100000", "--sample-every", "100000")
+    worker = None
+    try:
+        _wait_for(lambda: _job_row(volume)[2].get("step", 0) > 5, 120, "the run to start")
+        worker = _worker_of(cli)
+        worker.send_signal(signal.SIGSTOP)
+        yield cli, _job_row(volume)[0], worker
+    finally:
+        if worker is not None and worker.is_running():
+            worker.send_signal(signal.SIGCONT)
+            worker.kill()
+        if cli.poll() is None:
+            cli.kill()
+            cli.communicate()
+
+
 @pytest.mark.slow
 def test_an_orphaned_worker_keeps_the_gpu_until_it_ends(trained_ctx: AppContext) -> None:
     """kill -9 of the CLI that started a training: its worker still holds the GPU lock, so a second process does
     not start a GPU job until that worker has ended; `isengard train` then takes the orphaned job back."""
     ctx = trained_ctx
     volume = ctx.volume.root
-    cli = _train_cli(volume, "--steps", "20000", "--save-every", "100000", "--sample-every", "100000")
-    worker = None
-    try:
-        _wait_for(lambda: _job_row(volume)[2].get("step", 0) > 5, 120, "the first run to start")
-        orphan_id = _job_row(volume)[0]
-        worker = _worker_of(cli)
-        worker.send_signal(signal.SIGSTOP)  # keeps the orphan alive for as long as the test needs
+    with _frozen_run(volume) as (cli, orphan_id, worker):  # the frozen worker stays alive as long as needed
         cli.kill()  # the CLI dies without a word
         cli.communicate()
         assert worker.is_running() and worker.status() == psutil.STATUS_STOPPED
@@ -203,13 +218,6 @@ def test_an_orphaned_worker_keeps_the_gpu_until_it_ends(trained_ctx: AppContext)
         assert ctx.jobs.wait(second.id, timeout=120).state == "succeeded"
         assert orphan_at_start and orphan_at_start[0] in ("gone", psutil.STATUS_ZOMBIE), orphan_at_start
         worker.wait(timeout=60)
-    finally:
-        if worker is not None and worker.is_running():
-            worker.send_signal(signal.SIGCONT)
-            worker.kill()
-        if cli.poll() is None:
-            cli.kill()
-            cli.communicate()
 
     # `isengard train` takes back the job the killed CLI left "running" before it starts its own.
     again = _train_cli(volume, "--steps", "4", "--save-every", "4", "--sample-every", "4")
@@ -225,13 +233,7 @@ def test_a_second_ctrl_c_ends_the_cli_at_once_saying_what_is_kept(trained_ctx: A
     """Ctrl+C asks the job to stop; when the worker does not answer (here: frozen with SIGSTOP), a second Ctrl+C
     ends the CLI at once with a sentence; the worker then stops by itself and keeps the GPU until it has."""
     volume = trained_ctx.volume.root
-    cli = _train_cli(volume, "--steps", "20000", "--save-every", "100000", "--sample-every", "100000")
-    worker = None
-    try:
-        _wait_for(lambda: _job_row(volume)[2].get("step", 0) > 5, 120, "the run to start")
-        job_id = _job_row(volume)[0]
-        worker = _worker_of(cli)
-        worker.send_signal(signal.SIGSTOP)
+    with _frozen_run(volume) as (cli, job_id, worker):
         cli.send_signal(signal.SIGINT)
         time.sleep(1.5)
         assert cli.poll() is None  # still waiting for the worker to save and stop
@@ -252,13 +254,6 @@ def test_a_second_ctrl_c_ends_the_cli_at_once_saying_what_is_kept(trained_ctx: A
         assert probe.try_acquire()
         probe.close()
         assert (trained_ctx.jobs.job_dir(trained_ctx.jobs.get(job_id)) / "checkpoints").is_dir()
-    finally:
-        if worker is not None and worker.is_running():
-            worker.send_signal(signal.SIGCONT)
-            worker.kill()
-        if cli.poll() is None:
-            cli.kill()
-            cli.communicate()
 
 
 def test_the_next_start_takes_a_failure_the_database_missed_from_the_jobs_record(trained_ctx: AppContext) -> None:
