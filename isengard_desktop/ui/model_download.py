@@ -106,6 +106,8 @@ class ModelDownloadPanel(QFrame):
 
         self.plan_label = label("", "muted")
         layout.addWidget(self.plan_label)
+        self.checked = label("", "hint")  # the result of Check files
+        layout.addWidget(self.checked)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.hide()
@@ -193,7 +195,8 @@ class ModelDownloadPanel(QFrame):
             text += " — not enough space: free some disk or choose a volume folder on a bigger disk (Settings)."
         self.plan_label.setText(text)
         self.plan_label.setObjectName("muted" if plan.enough_space else "error")
-        self.plan_label.setStyleSheet("")  # re-polish for the new object name
+        self.plan_label.style().unpolish(self.plan_label)  # the style sheet colours by object name
+        self.plan_label.style().polish(self.plan_label)
         self.download_button.setEnabled(plan.enough_space)
 
     def _show_error(self, exc) -> None:
@@ -260,6 +263,7 @@ class ModelDownloadPanel(QFrame):
         volume, extra, model_id = self.ctx.volume, self.ctx.extra_model_dirs(), self.model.id
         self.verify_button.setEnabled(False)
         self.progress.show()
+        self.checked.setText("")
         self._say("")
 
         def work(progress, cancelled):
@@ -269,10 +273,16 @@ class ModelDownloadPanel(QFrame):
         def done(statuses) -> None:
             self.verify_button.setEnabled(True)
             self.progress.hide()
-            problems = [f.problem for s in statuses for e in s.engines.values() for f in e.files if f.problem]
-            self._say(" ".join(dict.fromkeys(problems)))
-            if not problems:
-                self.plan_label.setText("Every file here matches the hub's sha256.")
+            files = [f for s in statuses for e in s.engines.values() for f in e.files]
+            problems = list(dict.fromkeys(f.problem for f in files if f.problem))
+            checked = {f.where for f in files if f.state == "verified" and f.where is not None}
+            self._say(" ".join(problems))
+            if problems:
+                self.checked.setText("")
+            elif checked:
+                self.checked.setText(f"{len(checked)} file(s) here match the sha256 the hub publishes.")
+            else:
+                self.checked.setText("No file of this model is here yet: nothing to check.")
             self.refresh()
 
         def failed(exc) -> None:

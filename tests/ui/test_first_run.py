@@ -53,6 +53,13 @@ def test_a_new_volume_opens_on_the_first_run_page_and_the_demo_leads_to_the_tabs
     assert new_window.stack.currentWidget() is new_window.tabs
 
 
+def test_check_files_on_an_empty_volume_says_there_is_nothing_to_check(qtbot, new_window):
+    (panel,) = new_window.first_run.model_panels
+    qtbot.mouseClick(panel.verify_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.checked.text() != "", timeout=30_000)
+    assert panel.checked.text() == "No file of this model is here yet: nothing to check."
+
+
 def test_the_page_is_not_shown_again_once_done(qtbot, ctx, tmp_path):
     from isengard_desktop.ui.main_window import MainWindow
 
@@ -101,6 +108,11 @@ def test_downloading_the_base_model_from_the_page_with_the_token_typed_inline(qt
     models = ctx.volume.models_dir
     assert (models / "Tiny-FLUX" / "vae" / "diffusion_pytorch_model.safetensors").read_bytes() == tiny.content("vae")
     assert not list(models.rglob("*.partial"))
+    # Check files: every file of both layouts matches what the hub publishes.
+    qtbot.mouseClick(panel.verify_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.checked.text() != "", timeout=30_000)
+    assert "file(s) here match the sha256 the hub publishes" in panel.checked.text()
+    assert not panel.message.isVisible()
     # The download is a job like any other: Jobs & logs lists it, finished.
     jobs = new_window.jobs
     jobs.reload()
