@@ -57,8 +57,9 @@ def test_images_land_in_outputs_with_metadata_and_a_gallery_row(trained_ctx: App
         pairs = dict(item.split(": ", 1) for item in settings.split(", "))
         assert pairs["Seed"] == str(7 + index) and pairs["Steps"] == "4" and pairs["Sampler"] == "Euler"
     rows = generation.gallery(ctx.db, ctx.volume)
-    assert [str(path) for _row, path in rows] == sorted(images, reverse=True)[: len(rows)] or len(rows) == 2
-    assert {row.params["seed"] for row, _ in rows} == {7, 8}
+    # Newest first: the second image of the batch (seed 8) heads the gallery.
+    assert [str(path) for _row, path in rows] == [str(images[1]), str(images[0])]
+    assert [row.params["seed"] for row, _ in rows] == [8, 7]
     assert all(row.params["prompt"] == "a photo of ohwx_ada" for row, _ in rows)
 
 
