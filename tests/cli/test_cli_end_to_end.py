@@ -10,10 +10,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+# The command a person runs: the console script `pip install -e '.[test]'` puts beside the venv's python.
+INSTALLED = Path(sys.executable).parent / "isengard"
+
 
 def isengard(volume: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    assert INSTALLED.is_file(), f"{INSTALLED} is missing: install the project with pip install -e '.[test]'"
     proc = subprocess.run(
-        [sys.executable, "-m", "isengard_desktop", "--volume", str(volume), *args],
+        [str(INSTALLED), "--volume", str(volume), *args],
         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
     )
     if check and proc.returncode != 0:
@@ -30,6 +34,14 @@ def photos(tmp_path: Path) -> Path:
     Image.new("RGB", (300, 200), "white").save(folder / "holiday" / "small.png")
     (folder / "notes.jpg").write_text("not a picture")
     return folder
+
+
+def test_the_installed_command_runs(tmp_path: Path) -> None:
+    from isengard_desktop import __version__
+
+    shown = isengard(tmp_path / "vol", "--version")
+    assert shown.stdout.strip() == f"isengard {__version__}"
+    assert json.loads(isengard(tmp_path / "vol", "characters", "list", "--json").stdout) == []
 
 
 def test_create_list_show_and_duplicate_trigger(tmp_path: Path) -> None:

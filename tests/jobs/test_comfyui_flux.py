@@ -33,22 +33,24 @@ FOLDERS = {"diffusion_models": "diffusion_models", "text_encoders_clip": "text_e
 def flux_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppContext, Path]]:
     from tests.engines.comfyui.flux_shaped import ensure_flux_shaped
 
-    os.environ["ISENGARD_MODE"] = "fast-test"
-    checkout, python = LOCATED  # type: ignore[misc]
-    files = ensure_flux_shaped(CACHE / "flux-shaped", checkout, python)
-    ctx = AppContext.open(tmp_path_factory.mktemp("flux") / "vol", "fast-test")
-    for role, path in files.items():
-        folder = ctx.volume.models_dir / FOLDERS[role]
-        folder.mkdir(parents=True, exist_ok=True)
-        os.link(path, folder / path.name)
-    ctx.start_service("comfyui")
-    service = ctx.service("comfyui")
-    deadline = time.monotonic() + 180
-    while service.status().state == "starting" and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert service.status().state == "ready", service.status().detail
-    yield ctx, files["loras"]
-    ctx.close()
+    # Module-wide, and undone after the module: no other test inherits this mode.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ISENGARD_MODE", "fast-test")
+        checkout, python = LOCATED  # type: ignore[misc]
+        files = ensure_flux_shaped(CACHE / "flux-shaped", checkout, python)
+        ctx = AppContext.open(tmp_path_factory.mktemp("flux") / "vol", "fast-test")
+        for role, path in files.items():
+            folder = ctx.volume.models_dir / FOLDERS[role]
+            folder.mkdir(parents=True, exist_ok=True)
+            os.link(path, folder / path.name)
+        ctx.start_service("comfyui")
+        service = ctx.service("comfyui")
+        deadline = time.monotonic() + 180
+        while service.status().state == "starting" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert service.status().state == "ready", service.status().detail
+        yield ctx, files["loras"]
+        ctx.close()
 
 
 def _image(ctx: AppContext, lora: Path | None, strength: float = 1.0) -> np.ndarray:

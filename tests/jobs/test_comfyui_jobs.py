@@ -29,22 +29,24 @@ CACHE = Path(os.environ.get("ISENGARD_TEST_CACHE", Path.home() / ".cache" / "ise
 def comfy_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppContext]:
     from tests.engines.comfyui.tiny_sd15 import ensure_tiny_sd15
 
-    os.environ["ISENGARD_MODE"] = "fast-test"
-    checkout, python = LOCATED  # type: ignore[misc]
-    checkpoint = ensure_tiny_sd15(CACHE, checkout, python)
-    root = tmp_path_factory.mktemp("comfy") / "vol"
-    ctx = AppContext.open(root, "fast-test")
-    (ctx.volume.models_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    os.link(checkpoint, ctx.volume.models_dir / "checkpoints" / "tiny-sd15.safetensors")
-    ctx.start_service("comfyui")
-    service = ctx.service("comfyui")
-    deadline = time.monotonic() + 120
-    while service.status().state == "starting" and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert service.status().state == "ready", service.status().detail
-    yield ctx
-    ctx.close()
-    assert service.status().state == "stopped"
+    # Module-wide, and undone after the module: no other test inherits this mode.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ISENGARD_MODE", "fast-test")
+        checkout, python = LOCATED  # type: ignore[misc]
+        checkpoint = ensure_tiny_sd15(CACHE, checkout, python)
+        root = tmp_path_factory.mktemp("comfy") / "vol"
+        ctx = AppContext.open(root, "fast-test")
+        (ctx.volume.models_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        os.link(checkpoint, ctx.volume.models_dir / "checkpoints" / "tiny-sd15.safetensors")
+        ctx.start_service("comfyui")
+        service = ctx.service("comfyui")
+        deadline = time.monotonic() + 120
+        while service.status().state == "starting" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert service.status().state == "ready", service.status().detail
+        yield ctx
+        ctx.close()
+        assert service.status().state == "stopped"
 
 
 def _submit(ctx: AppContext, **kwargs):

@@ -1,11 +1,12 @@
-"""UI tests run offscreen against a fresh volume; message boxes are answered 'Yes' instead of blocking."""
+"""UI tests run offscreen against a fresh volume in fast-test mode (set per test, never left in os.environ);
+message boxes are answered 'Yes' instead of blocking."""
 
 from __future__ import annotations
 
 import os
 
+# Qt reads the platform once, when the first QApplication is made: it cannot be set per test.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("ISENGARD_MODE", "fast-test")
 
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -14,6 +15,12 @@ import pytest  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from isengard_desktop.context import AppContext  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fast_test_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window and the workers it starts run in fast-test mode, for this test only."""
+    monkeypatch.setenv("ISENGARD_MODE", "fast-test")
 
 
 @pytest.fixture
