@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     from isengard_desktop.cli import models
 
     models.add_parser(sub, common)
+    from isengard_desktop.cli import remotes
+
+    remotes.add_parser(sub, common)
     return parser
 
 

@@ -28,6 +28,11 @@ class Settings:
     default_image_engine: str = "comfyui"
     # The first-run page (engines, base model, token) has been finished or skipped; Settings brings it back.
     first_run_done: bool = False
+    # Remote GPU machines reached over SSH (core/remote/registry.py): name, user, host, port, key PATH, dir.
+    remotes: list[dict[str, Any]] = field(default_factory=list)
+    # A ComfyUI already running elsewhere, used instead of the embedded one ("" = embedded); its auth header is
+    # in the OS keyring (core/secrets.py), never here.
+    comfyui_url: str = ""
 
 
 # version -> function upgrading a dict from that version to the next one.

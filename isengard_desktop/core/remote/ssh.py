@@ -147,8 +147,14 @@ def ssh_options(remote: Remote) -> list[str]:
         # IdentitiesOnly: the named key is the one tried, so a wrong key is reported as such, not masked by the agent.
         opts += ["-i", str(Path(remote.key).expanduser()), "-o", "IdentitiesOnly=yes"]
     control = _control_dir()
-    if control is not None:
-        opts += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}/%C", "-o", "ControlPersist=60"]
+    # Unix socket paths are limited to ~104 bytes (the name below adds 50): no sharing beats a failing connection.
+    if control is not None and len(str(control)) <= 50:
+        # The key and config are part of the socket's name: a connection made with one key must not stand in for
+        # a check with another (a wrong key would pass by riding on the good one's connection).
+        import hashlib
+
+        tag = hashlib.sha256(f"{remote.key}|{config}".encode()).hexdigest()[:8]
+        opts += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}/{tag}-%C", "-o", "ControlPersist=60"]
     return opts
 
 
@@ -174,12 +180,13 @@ def _diagnose(remote: Remote, stderr: str) -> SshError:
     """ssh's stderr -> one sentence a person can act on."""
     text = stderr.lower()
     who = remote.address
+    typed = f"ssh -p {remote.port} {remote.destination}" if remote.port else f"ssh {remote.destination}"
     if "remote host identification has changed" in text:
         return SshError(f"The host key of {remote.host} has CHANGED since you last connected (a reinstalled machine, "
                         f"or someone in between); check with its owner, then remove the old key with "
                         f"ssh-keygen -R {remote.host}.", "host_key")
     if "host key verification failed" in text or "no ed25519 host key is known" in text or "host key is known" in text:
-        return SshError(f"The host key of {remote.host} is not known: connect once with ssh {who} to check and "
+        return SshError(f"The host key of {remote.host} is not known: connect once with {typed} to check and "
                         "accept it, then try again.", "host_key")
     if "permission denied" in text:
         key = f"the key {remote.key}" if remote.key else "your SSH keys (agent or ~/.ssh)"
@@ -196,7 +203,7 @@ def _diagnose(remote: Remote, stderr: str) -> SshError:
     if "identity file" in text and "not accessible" in text:
         return SshError(f"The key file {remote.key} cannot be read; choose an existing private key file.", "auth")
     last = next((line for line in reversed(stderr.strip().splitlines()) if line.strip()), "no message")
-    return SshError(f"ssh to {who} failed ({last.strip()}); try ssh {who} in a terminal to see why.", "failed")
+    return SshError(f"ssh to {who} failed ({last.strip()}); try {typed} in a terminal to see why.", "failed")
 
 
 def run(remote: Remote, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None,
