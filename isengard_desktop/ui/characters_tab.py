@@ -185,19 +185,22 @@ class CharactersTab(QWidget):
         QMessageBox.warning(self, "Import stopped", f"The import stopped: {exc}\nPhotos added before this are kept.")
 
     def show_summary(self, report: ImportReport) -> QMessageBox:
-        lines = [f"{len(report.imported)} photo(s) added."]
-        if report.duplicates:
-            lines.append(f"{len(report.duplicates)} were already there and were skipped.")
+        added, skipped = len(report.imported), len(report.duplicates)
+        lines = [f"{added} photo{'' if added == 1 else 's'} added."]
+        if skipped:
+            lines.append(f"{skipped} {'was' if skipped == 1 else 'were'} already there and "
+                         f"{'was' if skipped == 1 else 'were'} skipped.")
         small = sum(1 for item in report.imported if item["too_small"])
         if small:
-            lines.append(f"{small} are smaller than {self.ctx.settings.min_training_side} px and are flagged as too "
-                         "small for training.")
+            lines.append(f"{small} {'is' if small == 1 else 'are'} smaller than {self.ctx.settings.min_training_side} "
+                         f"px and {'is' if small == 1 else 'are'} flagged as too small for training.")
         if report.cancelled:
             lines.append("The import was cancelled; what was added before is kept.")
         box = QMessageBox(QMessageBox.Icon.Information if not report.refused else QMessageBox.Icon.Warning,
                           "Photos added", "\n".join(lines), parent=self)
         if report.refused:
-            box.setInformativeText(f"{len(report.refused)} file(s) could not be added (see details).")
+            refused = len(report.refused)
+            box.setInformativeText(f"{refused} file{'' if refused == 1 else 's'} could not be added (see details).")
             box.setDetailedText("\n".join(f"{Path(r['file']).name}: {r['reason']}" for r in report.refused))
         box.setModal(False)
         box.open()  # non-blocking: the window stays usable

@@ -72,6 +72,9 @@ class DatasetTab(QWidget):
         self.view.setIconSize(QSize(CELL - 20, CELL - 40))
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.setSpacing(4)
+        # A grid cell centres its item across but not down (the first row sat on the frame's rounded top
+        # edge and looked cut off): the same 4 px above the first row as beside the first column.
+        self.view.setViewportMargins(0, 4, 0, 0)
 
         details = QWidget()
         details.setMinimumWidth(300)

@@ -36,6 +36,7 @@ TOGGLES = {  # name -> (title, what it asks for, or "")
     "facedetailer": ("FaceDetailer", ""),
     "upscale": ("Upscale", ""),
 }
+PLACEHOLDER = "a portrait photo of {who} in a sunlit garden, 85 mm"
 
 
 class LoraRow(QWidget):
@@ -76,6 +77,7 @@ class GenerateForm(QWidget):
         super().__init__()
         self.mode = mode
         self.options: list[generation.LoraOption] = []
+        self.triggers: dict[int, str] = {}  # character id -> trigger word, for the prompt's placeholder
         self.readiness: dict[str, Availability] = {}
         self.toggle_files: dict[str, str] = {}
         outer = QVBoxLayout(self)
@@ -85,7 +87,7 @@ class GenerateForm(QWidget):
         form.addRow("Engine", self.engine)
         form.addRow("", self.engine_note)
         self.prompt = QPlainTextEdit()
-        self.prompt.setPlaceholderText("a portrait photo of ohwx_ada in a sunlit garden, 85 mm")
+        self.prompt.setPlaceholderText(PLACEHOLDER.format(who="a person"))
         self.prompt.setFixedHeight(90)
         form.addRow("Prompt", self.prompt)
 
@@ -209,12 +211,34 @@ class GenerateForm(QWidget):
                 box.setChecked(False)
             self.toggle_notes[name].setText("Ready." if state.available else state.reason)
 
-    def set_lora_options(self, options: list[generation.LoraOption]) -> None:
-        self.options = options
+    def set_lora_options(self, options: list[generation.LoraOption], triggers: dict[int, str] | None = None,
+                         offer: int | None = None) -> None:
+        """The LoRAs the picker offers (newest first). The person's choices are kept while their files exist;
+        ``offer``, a character just trained, gets a row with its newest LoRA (replacing an older one of theirs)."""
+        kept = [row.value() for row in self.lora_rows if row.combo.currentData() is not None]
         for row in list(self.lora_rows):
             self._remove_row(row)
+        self.options = options
+        if triggers is not None:
+            self.triggers = triggers
+        by_path = {option.path: option for option in options}
+        newest = next((option for option in options if offer is not None and option.character_id == offer), None)
+        for option, strength in kept:
+            if option.path in by_path and (newest is None or option.character_id != newest.character_id):
+                self.add_lora_row(by_path[option.path], strength)
+        if newest is not None:
+            self.add_lora_row(newest)
         self.add_lora.setEnabled(bool(options))
         self.lora_note.setText("" if options else "No trained LoRA yet: train a character on the Training tab.")
+        self.update_placeholder()
+
+    def update_placeholder(self) -> None:
+        """An example prompt with a trigger word that exists here: the first chosen LoRA's character, else the
+        newest LoRA's, else any character's; a neutral example when there is no character at all."""
+        chosen = [row.combo.currentData() for row in self.lora_rows if row.combo.currentData() is not None]
+        candidates = [option.character_id for option in chosen + self.options] + list(self.triggers)
+        who = next((self.triggers[cid] for cid in candidates if cid in self.triggers), "a person")
+        self.prompt.setPlaceholderText(PLACEHOLDER.format(who=who))
 
     def add_lora_row(self, option: generation.LoraOption | None = None, strength: float = 1.0) -> LoraRow:
         row = LoraRow(self.options)
@@ -224,14 +248,17 @@ class GenerateForm(QWidget):
                     row.combo.setCurrentIndex(i)
         row.strength.setValue(strength)
         row.removed.connect(self._remove_row)
+        row.combo.currentIndexChanged.connect(self.update_placeholder)
         self.lora_rows.append(row)
         self.lora_box.addWidget(row)
+        self.update_placeholder()
         return row
 
     def _remove_row(self, row: LoraRow) -> None:
         self.lora_rows.remove(row)
         row.setParent(None)
         row.deleteLater()
+        self.update_placeholder()
 
     def _pick_file(self, toggle: str, what: str) -> None:
         path, _ = QFileDialog.getOpenFileName(self, f"Choose the {what}", str(Path.home()),

@@ -42,6 +42,7 @@ class GenerateTab(QWidget):
         self.ctx = ctx
         self.bridge = bridge
         self.job_id: str | None = None
+        self._offer: int | None = None  # a character whose training just succeeded: offer its new LoRA
         outer = QVBoxLayout(self)
         header = QHBoxLayout()
         header.addWidget(label("Generate", "title", wrap=False))
@@ -63,19 +64,21 @@ class GenerateTab(QWidget):
         actions = QHBoxLayout()
         actions.addWidget(self.generate_button, 1)
         actions.addWidget(self.cancel_button)
-        left_content = QWidget()
-        left_box = QVBoxLayout(left_content)
-        left_box.addWidget(self.form)
+        # Only the form scrolls: Generate, Cancel, the progress bar and the status stay in view below it at
+        # any window height (at 1240×800 the form alone is taller than the tab).
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.form)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # the form fits; only scroll down
+        self.form_scroll = scroll
+        left = QWidget()
+        left_box = QVBoxLayout(left)
+        left_box.setContentsMargins(0, 0, 0, 0)
+        left_box.addWidget(scroll, 1)
         left_box.addLayout(actions)
         left_box.addWidget(self.progress)
         left_box.addWidget(self.status)
-        left_box.addWidget(self.preview, alignment=Qt.AlignmentFlag.AlignHCenter)
-        left_box.addStretch(1)
-        left = QScrollArea()
-        left.setWidgetResizable(True)
-        left.setWidget(left_content)
         left.setMinimumWidth(520)
-        left.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # the form fits; only scroll down
 
         right = QWidget()
         gallery_box = QVBoxLayout(right)
@@ -91,6 +94,7 @@ class GenerateTab(QWidget):
         detail_actions.addStretch(1)
         detail_actions.addWidget(self.reuse_button)
         detail_actions.addWidget(self.open_button)
+        gallery_box.addWidget(self.preview, alignment=Qt.AlignmentFlag.AlignHCenter)  # above the results
         gallery_box.addWidget(label("Gallery", "muted"))
         gallery_box.addWidget(self.view, 1)
         gallery_box.addWidget(self.details)
@@ -118,15 +122,17 @@ class GenerateTab(QWidget):
         """Engines, LoRAs and the gallery, read off the GUI thread."""
 
         def load(_progress, _cancelled):
-            return (_engines(), generation.lora_options(self.ctx.volume, self.ctx.db),
+            triggers = {person.id: person.trigger_word for person in self.ctx.characters.list()}
+            return (_engines(), generation.lora_options(self.ctx.volume, self.ctx.db), triggers,
                     generation.gallery(self.ctx.db, self.ctx.volume))
 
         run_in_background(self, load, on_done=self._loaded, on_error=self._show_error)
 
     def _loaded(self, result) -> None:
-        engines, options, items = result
+        engines, options, triggers, items = result
         self.form.set_engines(engines, self.ctx.settings.default_image_engine)
-        self.form.set_lora_options(options)
+        self.form.set_lora_options(options, triggers, offer=self._offer)
+        self._offer = None
         self.model.set_items(items)
         self._engine_changed()
 
@@ -182,6 +188,8 @@ class GenerateTab(QWidget):
 
     def _on_event(self, job_id: str, event: dict) -> None:
         if job_id != self.job_id:
+            if event.get("event") == "state" and event.get("state") == "succeeded":
+                self._training_succeeded(job_id)
             return
         kind = event.get("event")
         if kind == "progress":
@@ -203,6 +211,16 @@ class GenerateTab(QWidget):
             self._finished(event.get("state", ""), event.get("error"))
         elif kind == "state" and event.get("state") == "running":
             self.status.setText("Starting…")
+
+    def _training_succeeded(self, job_id: str) -> None:
+        """A training run just made a LoRA: offer it, so the next Generate uses it without a click."""
+        try:
+            job = self.ctx.jobs.get(job_id)
+        except IsengardError:
+            return
+        if job.kind == "training" and job.character_id is not None:
+            self._offer = job.character_id
+            self.refresh()
 
     def _add_image(self, event: dict) -> None:
         rows = generation.gallery(self.ctx.db, self.ctx.volume, limit=5)

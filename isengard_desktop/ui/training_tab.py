@@ -70,6 +70,7 @@ class TrainingTab(QWidget):
         left_box.addWidget(self.start_button)
         left_box.addWidget(label("Past runs", "muted"))
         self.runs = QListWidget()
+        self._run_items: dict[str, QListWidgetItem] = {}  # job id -> its row, so progress events can update it
         left_box.addWidget(self.runs, 1)
 
         right = QWidget()
@@ -114,6 +115,7 @@ class TrainingTab(QWidget):
         self.resume_button.clicked.connect(lambda: self.resume(self.job_id))
         self.runs.currentItemChanged.connect(self._run_selected)
         self.form.changed.connect(self.update_verdict)
+        self.form.character.currentIndexChanged.connect(self._reload_runs)  # past runs are the chosen character's
         bridge.event.connect(self._on_event)
         self.refresh()
 
@@ -225,20 +227,38 @@ class TrainingTab(QWidget):
         self._reload_runs()
 
     # showing a run -----------------------------------------------------------------------------
-    def _reload_runs(self) -> None:
+    def _reload_runs(self, *_args) -> None:
+        """The chosen character's runs, newest first (every run when no character exists any more)."""
+        character_id = self.form.character.currentData()
         self.runs.blockSignals(True)
         self.runs.clear()
+        self._run_items = {}
         for job in self.ctx.jobs.list(kind="training"):
-            step = job.progress.get("step", 0)
-            total = job.params.get("spec", {}).get("steps", "?")
-            lora = job.result.get("lora")
-            item = QListWidgetItem(f"{job.id} · {job.params.get('preset', '')} · {job.state} · {step}/{total}"
-                                   + ("\n  LoRA: " + Path(lora).name if lora else ""))
+            if character_id is not None and job.character_id != character_id:
+                continue
+            item = QListWidgetItem(self._run_text(job, job.progress.get("step", 0)))
             item.setData(Qt.ItemDataRole.UserRole, job.id)
             self.runs.addItem(item)
+            self._run_items[job.id] = item
             if job.id == self.job_id:
                 self.runs.setCurrentItem(item)
         self.runs.blockSignals(False)
+
+    @staticmethod
+    def _run_text(job, step) -> str:
+        total = job.params.get("spec", {}).get("steps", "?")
+        lora = job.result.get("lora")
+        return (f"{job.id} · {job.params.get('preset', '')} · {job.state} · {step}/{total}"
+                + ("\n  LoRA: " + Path(lora).name if lora else ""))
+
+    def _run_progressed(self, job_id: str, event: dict) -> None:
+        """A running job's row follows its progress events (the database keeps them only twice a second)."""
+        item = self._run_items.get(job_id)
+        if item is not None and "step" in event:
+            text = item.text()
+            head, _, tail = text.partition("\n")
+            head = head.rsplit(" · ", 1)[0] + f" · {event['step']}/{event.get('total', '?')}"
+            item.setText(head + ("\n" + tail if tail else ""))
 
     def _run_selected(self, item: QListWidgetItem | None) -> None:
         if item is not None:
@@ -295,6 +315,8 @@ class TrainingTab(QWidget):
         self.samples.insertItem(0, item)  # newest first
 
     def _on_event(self, job_id: str, event: dict) -> None:
+        if event.get("event") == "progress":
+            self._run_progressed(job_id, event)
         if job_id != self.job_id:
             if event.get("event") == "state":
                 self._reload_runs()
@@ -313,9 +335,9 @@ class TrainingTab(QWidget):
         elif kind == "state":
             job = self.ctx.jobs.get(job_id)
             self._show_state(job)
+            self._reload_runs()  # its row says running, then how it ended
             if event.get("state") not in ("queued", "running"):
                 self.show_job(job_id)  # the full curve from the events file
-                self._reload_runs()
                 if event.get("state") == "succeeded":
                     self.lora_finished.emit()
             self._update_buttons()
