@@ -97,12 +97,25 @@ def test_cancel_stops_between_steps_and_the_worker_serves_the_next_job(trained_c
                                        batch_count=4)
     job = ctx.jobs.submit("generation", "diffusers", request.to_dict())
     started = threading.Event()
-    ctx.jobs.subscribe(lambda jid, e: started.set() if jid == job.id and e.get("event") == "progress" else None)
+    events: list[dict] = []
+
+    def listen(jid: str, event: dict) -> None:
+        if jid == job.id:
+            events.append(event)
+            if event.get("event") == "progress" and event["step"] >= 3:
+                started.set()
+
+    ctx.jobs.subscribe(listen)
     assert started.wait(60)
     ctx.jobs.cancel(job.id)
     final = ctx.jobs.wait(job.id, timeout=60)
     assert final.state == "cancelled"
-    assert final.progress["step"] < 600 and not final.result.get("images")
+    # The stop came inside the first image, between two of its 150 steps: not at the end of an image or batch.
+    steps = [e for e in events if e.get("event") == "progress"]
+    assert {e["index"] for e in steps} == {0}
+    assert 3 <= steps[-1]["step"] < 150, steps[-1]
+    assert not [e for e in events if e.get("event") == "image"] and not final.result.get("images")
+    assert not list(ctx.jobs.job_dir(final).rglob("*.png")) and not list(ctx.volume.outputs_dir.rglob("*.png"))
     after = _generate(ctx)
     assert after.result["worker_pid"] == final.result["worker_pid"]
 

@@ -125,17 +125,31 @@ def test_one_gpu_job_at_a_time_across_processes(trained_ctx: AppContext) -> None
     """Two managers on one volume (the window and a CLI run): the second job waits for the first."""
     first = trained_ctx
     second = AppContext.open(first.volume.root, "fast-test")
+    long_job_id: list[str] = []
     try:
+        running = threading.Event()
+        first.jobs.subscribe(lambda jid, e: running.set() if jid in long_job_id and e.get("event") == "progress"
+                             else None)
         long_job = _submit(first, steps=20000, save_every=100000, sample_every=100000)
-        _wait_running = lambda: first.jobs.get(long_job.id).progress.get("step", 0) > 0  # noqa: E731
-        import time
+        long_job_id.append(long_job.id)
+        assert running.wait(60), "the first job must start and report a step"
+        assert first.jobs.get(long_job.id).state == "running"
+        # Watch the second process's real GPU lock: it must try, be refused, and try again, while still queued.
+        refused = threading.Semaphore(0)
+        lock = second.jobs._gpu
+        real_try = lock.try_acquire
 
-        deadline = time.monotonic() + 60
-        while not _wait_running() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        def watched_try() -> bool:
+            got = real_try()
+            if not got:
+                refused.release()
+            return got
+
+        lock.try_acquire = watched_try
         short_job = _submit(second, steps=6, save_every=6, sample_every=6)
-        time.sleep(3)
+        assert refused.acquire(timeout=30) and refused.acquire(timeout=30), "the second job never asked for the GPU"
         assert second.jobs.get(short_job.id).state == "queued", "the GPU is busy: the second job must wait"
+        assert first.jobs.get(long_job.id).state == "running"
         first.jobs.cancel(long_job.id)
         assert first.jobs.wait(long_job.id, timeout=120).state == "cancelled"
         assert second.jobs.wait(short_job.id, timeout=120).state == "succeeded"
