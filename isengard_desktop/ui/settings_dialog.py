@@ -48,6 +48,10 @@ class SettingsDialog(QDialog):
         self.pages.addTab(self._general_page(), "General")
         self.pages.addTab(self._engines_page(), "Engines")
         self.pages.addTab(self._models_page(), "Models")
+        from isengard_desktop.ui.remotes_panel import RemotesPanel
+
+        self.remotes = RemotesPanel(ctx)
+        self.pages.addTab(self.remotes, "Remotes")
         self.doctor = None
         self.pages.addTab(QWidget(), "Doctor")  # built when first shown: its checks start processes
         self.pages.currentChanged.connect(self._page_shown)
