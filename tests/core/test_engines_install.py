@@ -36,13 +36,21 @@ def test_unknown_engines_and_wrong_sources_are_refused(tmp_path: Path) -> None:
         install("comfyui", tmp_path / "volume", source=repo)
 
 
-def test_failed_update_restores_the_pin(tmp_path: Path) -> None:
+def test_failed_update_restores_the_pin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a copy of the pins: the checkout's tracked vendor/VENDOR_PINS.json is never written by a test."""
+    from isengard_desktop.core import engines_status
     from isengard_desktop.core.engines_install import update
-    from isengard_desktop.core.engines_status import pins_path
 
-    before = pins_path().read_text()
+    tracked = engines_status.pins_path()
+    tracked_before = tracked.read_bytes()
+    copy = tmp_path / "VENDOR_PINS.json"
+    copy.write_bytes(tracked_before)
+    monkeypatch.setattr(engines_status, "pins_path", lambda: copy)
     repo = tmp_path / "repo"
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    # The message names deadbeef: the install really ran against the moved pin in the copy...
     with pytest.raises(InstallError, match="does not contain the pinned commit deadbeef"):
         update("aitoolkit", "deadbeef", tmp_path / "volume", source=repo)
-    assert pins_path().read_text() == before
+    # ...and the copy is back to the old pin, byte for byte.
+    assert copy.read_bytes() == tracked_before
+    assert tracked.read_bytes() == tracked_before
