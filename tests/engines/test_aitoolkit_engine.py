@@ -33,7 +33,7 @@ def spec_for(preset_name: str) -> TrainingSpec:
 def test_config_matches_golden(preset: str) -> None:
     config = build_config(spec_for(preset), Path("/volume/jobs/j1/data"), Path("/volume/jobs/j1/aitoolkit"), "cuda:0")
     golden = GOLDEN / f"config_{preset}.json"
-    if os.environ.get("ISENGARD_UPDATE_GOLDEN"):
+    if os.environ.get("ISENGARD_UPDATE_GOLDEN") == "1":  # as the ComfyUI goldens: "0" or unset only compares
         golden.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     assert config == json.loads(golden.read_text())
     process = config["config"]["process"][0]
@@ -96,6 +96,21 @@ def test_real_aitoolkit_run_cancel_resume_and_load(tmp_path: Path, tiny_flux: Pa
         assert final.state == "succeeded", final.error
         events = ctx.jobs.events(job.id)
         assert any(e["event"] == "sample" for e in events) and any(e["event"] == "progress" for e in events)
+        # The resumed run continued from the checkpoint's step, and the loss curve goes on from there.
+        cut = next(i for i, e in enumerate(events) if e["event"] == "done" and e.get("state") == "cancelled")
+        checkpoint = next(e["step"] for e in events[:cut] if e["event"] == "checkpoint")
+        before = [e for e in events[:cut] if e["event"] == "progress" and e.get("loss") is not None]
+        after = [e for e in events[cut:] if e["event"] == "progress" and e.get("loss") is not None]
+        assert checkpoint == 4 and before and max(e["step"] for e in before) >= checkpoint
+        assert after and checkpoint <= after[0]["step"] <= checkpoint + 1, (checkpoint, after[0])
+        assert [e["step"] for e in after] == sorted(e["step"] for e in after) and after[-1]["step"] == 8
+        curve = [(e["step"], e["loss"]) for e in before if e["step"] <= checkpoint] + [
+            (e["step"], e["loss"]) for e in after if e["step"] > checkpoint]
+        assert [step for step, _ in curve] == sorted({step for step, _ in curve}) and curve[-1][0] == 8
+        assert all(0 < loss < 100 for _, loss in curve)
+        job_log = (ctx.jobs.job_dir(final) / "job.log").read_text(encoding="utf-8")
+        assert "RESUMING FROM" in job_log and "_000000004.safetensors" in job_log
+        assert "Loading optimizer state" in job_log
         from safetensors import safe_open
 
         with safe_open(final.result["lora"], "pt") as handle:

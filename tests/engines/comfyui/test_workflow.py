@@ -3,7 +3,9 @@ workflow checked link by link against real node definitions.
 
 The core definitions (fixtures/object_info_core.json) are GET /object_info of ComfyUI a125cd84 started with
 --disable-all-custom-nodes, trimmed to the classes we use; the node-pack ones (fixtures/object_info_custom.json)
-are written from the pinned packs' source. Regenerate the golden files after an intended change with
+are GET /object_info of the same ComfyUI with the three pinned packs loaded, recorded by
+``tools/record_object_info.py`` (CI installs that ComfyUI). Both were taken with empty model folders: the test adds
+the file names it uses. Regenerate the golden files after an intended change with
 ``ISENGARD_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/engines/comfyui/test_workflow.py`` and review the diff.
 """
 
@@ -92,7 +94,10 @@ def object_info() -> dict:
              ("LoraLoader", "lora_name"): [Path(lora.path).name for lora in LORAS],
              ("UpscaleModelLoader", "model_name"): [TOGGLES["upscale"]["model"]],
              ("ControlNetLoader", "control_net_name"): [TOGGLES["controlnet"]["model"]],
-             ("LoadImage", "image"): [TOGGLES["controlnet"]["image"], TOGGLES["ipadapter"]["image"]]}
+             ("LoadImage", "image"): [TOGGLES["controlnet"]["image"], TOGGLES["ipadapter"]["image"]],
+             ("IPAdapterFluxLoader", "ipadapter"): [TOGGLES["ipadapter"]["model"]],
+             ("UltralyticsDetectorProvider", "model_name"): ["bbox/" + TOGGLES["facedetailer"]["model"]],
+             ("SAMLoader", "model_name"): [TOGGLES["facedetailer"]["sam"]]}
     for (node, name), names in files.items():
         spec = info[node]["input"]["required"][name]
         if isinstance(spec[0], list):
@@ -215,3 +220,12 @@ def test_templates_parse_and_carry_roles() -> None:
         nodes = json.loads((HERE.parents[2] / "resources" / "workflows" / template).read_text())
         titles = {node["_meta"]["title"] for node in nodes.values()}
         assert {f"isengard:{role}" for role in ROLES} <= titles, template
+
+
+def test_node_pack_definitions_were_recorded_at_the_pinned_commits() -> None:
+    """A moved pack pin needs the definitions recorded again (tools/record_object_info.py)."""
+    from isengard_desktop.core.engines_status import pins
+
+    source = json.loads((HERE / "fixtures" / "object_info_custom.json").read_text())["_source"]
+    for pack, entry in pins()["custom_nodes"].items():
+        assert f"{pack} {entry['commit'][:8]}" in source, f"record the definitions again: {pack} moved"
