@@ -40,6 +40,14 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     cap.add_argument("text")
     cap.set_defaults(handler=caption_cmd)
 
+    auto = actions.add_parser("autocaption", parents=[common],
+                              help="write every photo's caption with a vision-language model (trigger word in each)")
+    auto.add_argument("character", metavar="CHARACTER")
+    auto.add_argument("--overwrite", action="store_true", help="replace captions a person wrote too")
+    auto.add_argument("--keep-traits", action="store_true",
+                      help="describe hair, eyes, age... too (default: left out, the trigger word carries them)")
+    auto.set_defaults(handler=autocaption_cmd)
+
     delete = actions.add_parser("delete", parents=[common], help="delete images (files go to the trash)")
     delete.add_argument("image_ids", type=int, nargs="+", metavar="IMAGE_ID")
     delete.add_argument("--yes", action="store_true", help="confirm the deletion")
@@ -104,3 +112,35 @@ def delete_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     else:
         say(f"Deleted {len(set(args.image_ids))} image(s); their files are in {trash}")
     return 0
+
+
+def autocaption_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    """Run the caption job (a worker on the GPU lane, progress bar, Ctrl+C stops it) and print each photo's caption."""
+    from isengard_desktop.cli.jobs import EXIT_CODES, follow
+    from isengard_desktop.core import autocaption
+
+    character = ctx.characters.resolve(args.character)
+    job = autocaption.submit(ctx, character.id, overwrite=args.overwrite, keep_traits=args.keep_traits)
+    final = follow(ctx, job, False, args.json, f"Captioning {character.name}"[:40],
+                   describe=lambda e: f"{e['it_per_s']} photos/s" if e.get("it_per_s") else str(e.get("phase", "")),
+                   stopping="captions written so far are kept")
+    captions = {e["image_id"]: e for e in ctx.jobs.events(final.id)
+                if e.get("event") == "artifact" and e.get("kind") == "caption"}
+    images = ctx.dataset.list(ImageFilter(character.id))
+    if args.json:
+        emit_json({"job": final.to_json(), "character": character.name, "trigger_word": character.trigger_word,
+                   "stored": final.result.get("captions_stored", 0), "kept": job.params.get("kept_person_captions", 0)
+                   + final.result.get("captions_kept", 0),
+                   "model_answers_usable": sum(1 for e in captions.values() if e.get("usable")),
+                   "images": [{"id": i.id, "caption": i.caption, "source": i.row.caption_source,
+                               "written_now": i.id in captions} for i in images]})
+        return EXIT_CODES.get(final.state, 1)
+    for image in images:
+        if image.id in captions:
+            say(f"{image.id}\t{tsv_field(image.caption)}")
+    say(f"Job {final.id}: {final.state}; {final.result.get('captions_stored', 0)} caption(s) written, "
+        f"{job.params.get('kept_person_captions', 0) + final.result.get('captions_kept', 0)} caption(s) a person "
+        "wrote kept.")
+    if final.error:
+        say(final.error)
+    return EXIT_CODES.get(final.state, 1)

@@ -141,6 +141,11 @@ def run_job(job_dir: Path, channel: Channel) -> str:
             from isengard_desktop.core.models import download_job
 
             state = download_job.run(job["spec"], channel.emit, channel.should_stop, Path(job["models_dir"]))
+        elif job["kind"] == "caption":
+            # The dataset's automatic captions: a vision-language model on the GPU lane, no engine (issue 12).
+            from engines.captioning import job as caption_job
+
+            state = caption_job.run(job["spec"], channel.emit, channel.should_stop, Path(job["models_dir"]))
         else:
             state = _run_engine(job, channel)
     except Exception as exc:  # everything a worker hits must reach the user as an error event

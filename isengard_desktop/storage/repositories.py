@@ -37,6 +37,7 @@ class ImageRow:
     caption: str | None
     added_at: str
     duplicate_count: int  # how many images in the whole volume share these bytes (1 = unique)
+    caption_source: str | None = None  # who wrote the caption: "person", "auto" (autocaption) or None (none)
 
 
 _CHARACTER_SELECT = """
@@ -172,8 +173,20 @@ class ImageRepository:
         return [_image(r) for r in self.db.query(sql, tuple(params))]
 
     def set_caption(self, image_id: int, caption: str | None) -> None:
+        """A caption a person wrote (None: back to the default caption)."""
         with self.db.transaction() as conn:
-            conn.execute("UPDATE images SET caption = ? WHERE id = ?", (caption, image_id))
+            conn.execute("UPDATE images SET caption = ?, caption_source = ? WHERE id = ?",
+                         (caption, "person" if caption else None, image_id))
+
+    def set_auto_caption(self, image_id: int, caption: str, overwrite: bool = False) -> bool:
+        """Store an automatic caption unless a person wrote this image's caption (checked in the same statement, so
+        a caption typed while the captioner ran is kept); ``overwrite`` replaces a person's caption too.
+        Returns whether it was stored."""
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE images SET caption = ?, caption_source = 'auto' WHERE id = ? AND (? OR caption IS NULL"
+                " OR caption = '' OR caption_source IS NOT 'person')", (caption, image_id, int(overwrite)))
+            return cur.rowcount == 1
 
     def delete_many(self, image_ids: list[int]) -> None:
         if not image_ids:

@@ -79,6 +79,9 @@ class CatalogueModel:
     files: dict[str, HubFile] = field(default_factory=dict, repr=False)
     layouts: dict[str, Layout] = field(default_factory=dict, repr=False)
     engine_layouts: dict[str, str] = field(default_factory=dict, repr=False)
+    # "base": a base model people train and generate with; "captioner": the dataset's captioning model (it never
+    # counts as a production base model).
+    role: str = "base"
 
     def engines(self) -> list[str]:
         return list(self.engine_layouts)
@@ -193,7 +196,7 @@ def _model(entry: dict[str, Any], where: str) -> CatalogueModel:
     return CatalogueModel(id=model_id, title=entry.get("title", model_id), family=entry.get("family", ""),
                           repo=entry["repo"], gated=gated, licence_url=entry.get("licence_url", ""),
                           description=entry.get("description", ""), files=files, layouts=layouts,
-                          engine_layouts=engine_layouts)
+                          engine_layouts=engine_layouts, role=entry.get("role", "base"))
 
 
 def _check_dest(dest: str, model_id: str, where: str) -> None:

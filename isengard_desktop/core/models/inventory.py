@@ -204,8 +204,10 @@ def status(volume: Volume, extra_dirs: Iterable[Path], model_id: str | None = No
 
 
 def production_model_ready(volume: Volume, extra_dirs: Iterable[Path]) -> bool:
-    """Whether some catalogue model is complete, where its engine reads it, for at least one engine."""
-    return any(engine.ready for model in status(volume, list(extra_dirs)) for engine in model.engines.values())
+    """Whether some base model of the catalogue is complete, where its engine reads it, for at least one engine (the
+    captioning model does not count)."""
+    return any(engine.ready for model in status(volume, list(extra_dirs)) if model.model.role == "base"
+               for engine in model.engines.values())
 
 
 Progress = Callable[[int, int, str], None]
