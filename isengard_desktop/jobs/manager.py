@@ -11,7 +11,8 @@ memory goes to training), when the app quits, and after ``RESIDENT_IDLE_S`` with
 
 Jobs run in two lanes. The GPU lane (training, generation) holds the volume's GPU lock; the download lane (kind
 "download", the model manager's hub downloads) holds a lock of its own, so one download runs at a time across
-every Isengard process and alongside a training run, never waiting for the GPU nor taking it.
+every Isengard process and alongside a training run, never waiting for the GPU nor taking it. The CPU lane (kind
+"dataset_check") works the same way with a lock of its own: checking photos never waits behind a training run.
 """
 
 from __future__ import annotations
@@ -54,14 +55,18 @@ LOCK_RETRY_S = 2.0
 RESIDENT_IDLE_S = 15 * 60.0
 RESIDENT_KINDS = ("generation",)
 DOWNLOAD_KINDS = ("download",)  # jobs of the download lane: no GPU lock, one at a time beside the GPU lane
+# Jobs of the CPU lane (checking a dataset's photos): no GPU lock either, so a check never waits behind a training.
+CPU_KINDS = ("dataset_check",)
 RESUMABLE_KINDS = ("training", "download")
-GPU_LANE, DOWNLOAD_LANE = "gpu", "download"
+GPU_LANE, DOWNLOAD_LANE, CPU_LANE = "gpu", "download", "cpu"
 # What a write to the volume's database can raise when the disk is full or the file is unwritable: the job's
 # bookkeeping keeps going in memory (jobs/manager.py _set_state), never stops the readers or the waiters.
 DB_ERRORS = (sqlite3.Error, OSError)
 
 
 def lane_of(kind: str) -> str:
+    if kind in CPU_KINDS:
+        return CPU_LANE
     return DOWNLOAD_LANE if kind in DOWNLOAD_KINDS else GPU_LANE
 
 
@@ -89,6 +94,7 @@ class JobManager:
         self._gpu = GpuLock(volume.jobs_dir / ".gpu.lock")
         # The same kind of OS-held lock for the download lane: one download per volume, released if we die.
         self._download_lock = GpuLock(volume.jobs_dir / ".download.lock")
+        self._cpu_lock = GpuLock(volume.jobs_dir / ".cpu.lock")  # one dataset check per volume at a time
         self._lane: dict[str, str] = {}  # running job -> its lane
         self._owned: set[str] = set()  # jobs this process submitted or resumed: the ones it runs
         self._retry: threading.Timer | None = None
@@ -272,13 +278,13 @@ class JobManager:
                 return
             queued = sorted((j for j in self.repo.list(states=("queued",)) if j.id in self._owned),
                             key=lambda j: j.created_at)
-            for lane in (DOWNLOAD_LANE, GPU_LANE):
+            for lane in (DOWNLOAD_LANE, CPU_LANE, GPU_LANE):
                 waiting = [j for j in queued if lane_of(j.kind) == lane]
                 if waiting and not self._lane_busy(lane):
                     self._start(waiting[0], lane)
 
     def _start(self, job: JobRow, lane: str) -> None:
-        lock = self._download_lock if lane == DOWNLOAD_LANE else self._gpu
+        lock = self._lane_lock(lane)
         if not lock.try_acquire():
             # Another Isengard process (the window or a CLI run) is using this lane: look again shortly.
             if self._retry is None:
@@ -301,11 +307,17 @@ class JobManager:
         self._set_state(job.id, "running", pid=pid)
         log.info("job_started", job_id=job.id, pid=pid, correlation_id=job.correlation_id)
 
+    def _lane_lock(self, lane: str) -> GpuLock:
+        if lane == CPU_LANE:
+            return self._cpu_lock
+        return self._download_lock if lane == DOWNLOAD_LANE else self._gpu
+
     def _dispatch(self, job: JobRow) -> tuple[WorkerProcess, int]:
         """Start the job: on the serving worker for generation, on a worker of its own otherwise."""
-        if job.kind in DOWNLOAD_KINDS:  # beside the GPU lane: leaves the serving worker and its timer alone
+        if job.kind in DOWNLOAD_KINDS + CPU_KINDS:  # beside the GPU lane: leaves the serving worker and its timer alone
+            lock = self._cpu_lock if job.kind in CPU_KINDS else self._download_lock
             worker = WorkerProcess(job.id, self.job_dir(job), job.correlation_id, self._on_event, self._on_exit,
-                                   pass_fds=self._download_lock.inheritable_fds())
+                                   pass_fds=lock.inheritable_fds())
             self._running[job.id] = worker
             return worker, worker.start()
         if self._idle_timer is not None:
@@ -452,7 +464,7 @@ class JobManager:
         return outcome
 
                 try:
-                    (self._download_lock if lane == DOWNLOAD_LANE else self._gpu).release()
+                    self._lane_lock(lane).release()
                 except OSError as exc:
                     log.error("job_lock_release_failed", job_id=job_id, error=str(exc))
                 state, error, result = self._final_state(job_id, returncode, tail)
