@@ -7,6 +7,7 @@ import argparse
 from isengard_desktop.cli.output import ProgressBar, emit_json, say
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.dataset import ImageFilter
+from isengard_desktop.errors import IsengardError
 
 EXIT_NOTHING_IMPORTED = 1
 _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -47,6 +48,11 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     auto.add_argument("--keep-traits", action="store_true",
                       help="describe hair, eyes, age... too (default: left out, the trigger word carries them)")
     auto.set_defaults(handler=autocaption_cmd)
+
+    check = actions.add_parser("check", parents=[common],
+                               help="check a character's photos: faces, blur, exposure, near-copies, identity")
+    check.add_argument("character", metavar="CHARACTER")
+    check.set_defaults(handler=check_cmd)
 
     delete = actions.add_parser("delete", parents=[common], help="delete images (files go to the trash)")
     delete.add_argument("image_ids", type=int, nargs="+", metavar="IMAGE_ID")
@@ -111,6 +117,35 @@ def delete_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
         emit_json({"deleted": sorted(set(args.image_ids)), "trash": str(trash)})
     else:
         say(f"Deleted {len(set(args.image_ids))} image(s); their files are in {trash}")
+    return 0
+
+
+def check_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    """Run the check job (a worker process, progress bar) and print its report: one line per flagged photo."""
+    from isengard_desktop.cli.jobs import EXIT_CODES, follow
+    from isengard_desktop.core.photo_check.service import PhotoCheckService
+
+    character = ctx.characters.resolve(args.character)
+    service = PhotoCheckService(ctx)
+    job = service.submit(character.id)
+    final = follow(ctx, job, False, args.json, f"Checking {character.name}'s photos"[:40],
+                   describe=lambda e: f"{e.get('it_per_s', 0)} photos/s" if e.get("it_per_s") else "",
+                   stopping="photos checked so far are kept")
+    if final.state != "succeeded":
+        raise IsengardError(final.error or f"The check ended {final.state}; run it again to finish it.")
+    report = service.report(character.id)
+    if args.json:
+        emit_json(report.to_json())
+        return EXIT_CODES.get(final.state, 1)
+    names = {image.id: image.row.source_name for image in ctx.dataset.list(ImageFilter(character.id))}
+    for image in report.images:
+        for sentence in report.reasons.get(image["id"], []):
+            say(f"{image['id']}\t{tsv_field(names.get(image['id'], '?'))}\t{sentence}")
+    summary = report.summary
+    say(f"{character.name}: {summary['usable']} of {summary['total']} photos usable, {summary['flagged']} flagged "
+        f"({summary['verdict'].replace('_', ' ')}). {summary['advice']}")
+    if summary["identity"]["reason"]:
+        say(summary["identity"]["reason"])
     return 0
 
 

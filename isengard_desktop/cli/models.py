@@ -180,7 +180,8 @@ def download_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     from isengard_desktop.core.models import catalogue, planning
 
     model = catalogue.get(args.model)
-    engines = chosen_engines(args.engines) or [e for e in default_engines() if e in model.engines()]
+    # A model no default engine reads (the face embedder, the captioner) is downloaded for the readers it has.
+    engines = chosen_engines(args.engines) or [e for e in default_engines() if e in model.engines()] or model.engines()
     if args.variant and not any(args.variant in model.variants(e) for e in engines):
         raise ValidationError(f"{model.title} has no variant {args.variant!r} for {', '.join(engines)}.")
     bar = ProgressBar("Checking files found on this machine", enabled=not args.json)

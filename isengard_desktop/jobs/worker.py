@@ -141,6 +141,11 @@ def run_job(job_dir: Path, channel: Channel) -> str:
             from isengard_desktop.core.models import download_job
 
             state = download_job.run(job["spec"], channel.emit, channel.should_stop, Path(job["models_dir"]))
+        elif job["kind"] == "dataset_check":
+            # No engine and no GPU: "Check photos" measures the character's photos on the CPU (issue 12).
+            from isengard_desktop.core.photo_check import job as photo_check_job
+
+            state = photo_check_job.run(job["spec"], channel.emit, channel.should_stop, Path(job["models_dir"]))
         elif job["kind"] == "caption":
             # The dataset's automatic captions: a vision-language model on the GPU lane, no engine (issue 12).
             from engines.captioning import job as caption_job

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QSize, Qt
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRect, QSize, Qt
+from PySide6.QtGui import QColor, QPainter
+from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
 
 from isengard_desktop.core.dataset import DatasetImage
 from isengard_desktop.core.image_probe import make_thumbnail
+from isengard_desktop.core.photo_check.analyse import BADGES
 from isengard_desktop.ui.thumbnails import ThumbnailCache
 
 CELL = 150
 CACHE_SIZE = 1500
 ImageRole = Qt.ItemDataRole.UserRole + 1
+IssuesRole = Qt.ItemDataRole.UserRole + 2  # the photo's issue codes from Check photos ([] when none)
+BADGE_COLOURS = {"not_checked": "#5b6270", "near_duplicate": "#7a5cc2", "low_resolution": "#a0742a"}
+BADGE_DEFAULT = "#c0392b"
 
 
 def _thumbnail_file(image: DatasetImage) -> Path:
@@ -32,12 +38,15 @@ class DatasetModel(QAbstractListModel):
         super().__init__(parent)
         self.images: list[DatasetImage] = []
         self._rows: dict[int, int] = {}
+        # Check photos' findings per image id: {"issues": [...], "reasons": [...], "face_boxes": [...], ...}.
+        self.checks: dict[int, dict] = {}
         self.thumbnails = ThumbnailCache(QSize(CELL - 20, CELL - 40), CACHE_SIZE, self)
         self.thumbnails.ready.connect(self._on_loaded)
 
-    def set_images(self, images: list[DatasetImage]) -> None:
+    def set_images(self, images: list[DatasetImage], checks: dict[int, dict] | None = None) -> None:
         self.beginResetModel()
         self.images = images
+        self.checks = checks or {}
         self._rows = {image.id: row for row, image in enumerate(images)}
         self.endResetModel()
 
@@ -54,7 +63,11 @@ class DatasetModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DecorationRole:
             return self.thumbnails.get(image.id, lambda: _thumbnail_file(image))
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{image.row.source_name}\n{image.row.width}×{image.row.height}\n{image.caption}"
+            reasons = self.checks.get(image.id, {}).get("reasons", [])
+            return "\n".join([image.row.source_name, f"{image.row.width}×{image.row.height}", image.caption,
+                              *(f"⚑ {r}" for r in reasons)])
+        if role == IssuesRole:
+            return self.checks.get(image.id, {}).get("issues", [])
         if role == Qt.ItemDataRole.SizeHintRole:
             return QSize(CELL, CELL)
         if role == ImageRole:
@@ -69,3 +82,40 @@ class DatasetModel(QAbstractListModel):
 
     def shutdown(self) -> None:
         self.thumbnails.shutdown()
+
+
+class BadgeDelegate(QStyledItemDelegate):
+    """Draws a photo's Check photos issues as small badges over the top of its thumbnail (the reasons are in
+    its tooltip and the details panel)."""
+
+    MAX_BADGES = 3
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        super().paint(painter, option, index)
+        issues = [code for code in (index.data(IssuesRole) or []) if code != "not_checked"]
+        if not issues:
+            return
+        painter.save()
+        font = painter.font()
+        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.8))
+        font.setBold(True)
+        painter.setFont(font)
+        metrics = painter.fontMetrics()
+        x, y = option.rect.left() + 6, option.rect.top() + 6
+        shown = issues[:self.MAX_BADGES]
+        if len(issues) > self.MAX_BADGES:
+            shown[-1] = f"+{len(issues) - self.MAX_BADGES + 1}"
+        for code in shown:
+            text = BADGES.get(code, code)
+            width = metrics.horizontalAdvance(text) + 10
+            if x + width > option.rect.right() - 4:
+                x, y = option.rect.left() + 6, y + metrics.height() + 5
+            box = QRect(x, y, width, metrics.height() + 2)
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(BADGE_COLOURS.get(code, BADGE_DEFAULT)))
+            painter.drawRoundedRect(box, 6, 6)
+            painter.setPen(QColor("#ffffff"))
+            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+            x += width + 4
+        painter.restore()

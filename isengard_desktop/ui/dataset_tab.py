@@ -1,10 +1,11 @@
 """The Dataset tab: one virtualised grid of every image, filters, multi-select, bulk delete,
-caption editing and the selected image's details."""
+caption editing and the selected image's details; Check photos (a job) and its findings as badges, a filter per
+issue and the face boxes on the preview."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal
-from PySide6.QtGui import QPixmap
+from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import (
     QListView,
     QMessageBox,
     QPlainTextEdit,
+    QProgressBar,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -22,21 +24,29 @@ from PySide6.QtWidgets import (
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.dataset import DatasetImage, ImageFilter, default_caption
 from isengard_desktop.core.log import correlation
+from isengard_desktop.core.photo_check.analyse import BADGES, ISSUES
+from isengard_desktop.core.photo_check.service import PhotoCheckService
 from isengard_desktop.errors import IsengardError
 from isengard_desktop.ui.bridge import run_in_background
-from isengard_desktop.ui.dataset_model import CELL, DatasetModel, ImageRole
+from isengard_desktop.ui.caption_panel import CaptionPanel
+from isengard_desktop.ui.dataset_model import CELL, BadgeDelegate, DatasetModel, ImageRole
 from isengard_desktop.ui.widgets import button, label
 
 CAPTION_CHOICES = [("All captions", None), ("Own caption", True), ("Default caption", False)]
+# The issue filter: everything, any issue, or one issue (Check photos' codes).
+ISSUE_CHOICES = [("All checks", None), ("Any issue", "any"), *((f"Issue: {BADGES[c]}", c) for c in ISSUES)]
 
 
 class DatasetTab(QWidget):
     changed = Signal()
     reloaded = Signal()  # the grid shows the current filter's images
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, bridge=None) -> None:
         super().__init__()
         self.ctx = ctx
+        self.checks = PhotoCheckService(ctx)
+        self.check_job: str | None = None
+        self._check_error: str | None = None
         self.model = DatasetModel(self)
         self._generation = 0
         self._select_after: int | None = None
@@ -50,15 +60,36 @@ class DatasetTab(QWidget):
             self.caption_filter.addItem(text)
         self.too_small = QCheckBox("Too small for training")
         self.duplicates = QCheckBox("Duplicates")
+        self.issue_filter = QComboBox()
+        for text, value in ISSUE_CHOICES:
+            self.issue_filter.addItem(text, value)
+        self.issue_filter.setToolTip("Show the photos Check photos flagged, by issue")
         self.count = label("", "muted", wrap=False)
         self.select_all = button("Select all")
         self.delete_button = button("Delete selected", danger=True)
-        for widget in (self.character, self.caption_filter, self.too_small, self.duplicates):
+        for widget in (self.character, self.caption_filter, self.too_small, self.duplicates, self.issue_filter):
             filters.addWidget(widget)
         filters.addStretch(1)
         for widget in (self.count, self.select_all, self.delete_button):
             filters.addWidget(widget)
         layout.addLayout(filters)
+        # Work on a whole character's photos: Check photos (and its progress), the dataset's verdict.
+        self.actions_row = QHBoxLayout()
+        self.check_button = button("Check photos", primary=True)
+        self.check_button.setToolTip("Find the photos that would hurt the likeness: no face, several faces, a face "
+                                     "too small, blur, bad exposure, near-copies, someone else")
+        self.check_progress = QProgressBar()
+        self.check_progress.setFixedWidth(220)
+        self.check_progress.setVisible(False)
+        self.check_verdict = label("", "muted")
+        for widget in (self.check_button, self.check_progress):
+            self.actions_row.addWidget(widget)
+        self.actions_row.addWidget(self.check_verdict, 1)
+        layout.addLayout(self.actions_row)
+        # Caption all (ui/caption_panel.py): the character's captions from the vision-language model, as a job.
+        self.captions = CaptionPanel(ctx, bridge, self.character)
+        self.captions.written.connect(self.reload)
+        layout.addWidget(self.captions)
 
         self.view = QListView()
         self.view.setModel(self.model)
@@ -75,6 +106,7 @@ class DatasetTab(QWidget):
         # A grid cell centres its item across but not down (the first row sat on the frame's rounded top
         # edge and looked cut off): the same 4 px above the first row as beside the first column.
         self.view.setViewportMargins(0, 4, 0, 0)
+        self.view.setItemDelegate(BadgeDelegate(self.view))
 
         details = QWidget()
         details.setMinimumWidth(300)
@@ -110,6 +142,10 @@ class DatasetTab(QWidget):
         self.caption_filter.currentIndexChanged.connect(self.reload)
         self.too_small.toggled.connect(self.reload)
         self.duplicates.toggled.connect(self.reload)
+        self.issue_filter.currentIndexChanged.connect(self.reload)
+        self.check_button.clicked.connect(self.check_photos)
+        if bridge is not None:
+            bridge.event.connect(self._on_job_event)
         self.select_all.clicked.connect(self.view.selectAll)
         self.delete_button.clicked.connect(self.delete_selected)
         self.save_caption.clicked.connect(lambda: self.set_caption(self.caption.toPlainText()))
@@ -143,13 +179,33 @@ class DatasetTab(QWidget):
         """Query the images for the current filter off the GUI thread (10,000 rows take ~150 ms)."""
         self._generation += 1
         generation, flt = self._generation, self.current_filter()
-        run_in_background(self, lambda _progress, _cancelled: self.ctx.dataset.list(flt),
-                          on_done=lambda images: self._apply(generation, images))
+        issue = self.issue_filter.currentData()
+        run_in_background(self, lambda _progress, _cancelled: self._load(flt, issue),
+                          on_done=lambda loaded: self._apply(generation, *loaded))
 
-    def _apply(self, generation: int, images: list[DatasetImage]) -> None:
+    def _load(self, flt: ImageFilter, issue: str | None) -> tuple[list[DatasetImage], dict[int, dict], dict | None]:
+        """The filter's images and Check photos' findings for them (off the GUI thread: the report is rebuilt from
+        the cache, one character at a time)."""
+        images = self.ctx.dataset.list(flt)
+        found: dict[int, dict] = {}
+        summary = None
+        for character_id in sorted({image.row.character_id for image in images}):
+            report = self.checks.report(character_id)
+            found.update(report.by_image())
+            if flt.character_id is not None:
+                summary = report.summary
+        if issue is not None:
+            images = [i for i in images
+                      if (found.get(i.id, {}).get("issues") if issue == "any" else
+                          issue in found.get(i.id, {}).get("issues", []))]
+        return images, found, summary
+
+    def _apply(self, generation: int, images: list[DatasetImage], found: dict[int, dict] | None = None,
+               summary: dict | None = None) -> None:
         if generation != self._generation:
             return  # a newer filter was chosen meanwhile
-        self.model.set_images(images)
+        self.model.set_images(images, found)
+        self._show_summary(summary)
         self.count.setText(f"{len(images)} photo{'s' if len(images) != 1 else ''}")
         if self._select_after is not None:
             row = next((r for r, image in enumerate(images) if image.id == self._select_after), None)
@@ -162,6 +218,61 @@ class DatasetTab(QWidget):
 
     def selected_images(self) -> list[DatasetImage]:
         return [index.data(ImageRole) for index in self.view.selectionModel().selectedIndexes()]
+
+    # Check photos --------------------------------------------------------------------------------
+    def _show_summary(self, summary: dict | None) -> None:
+        character_id = self.character.currentData()
+        busy = self.check_job is not None
+        self.check_button.setEnabled(character_id is not None and not busy)
+        if busy:
+            return
+        if self._check_error:  # the last check failed: say why once, in place of the verdict
+            self.check_verdict.setText(self._check_error)
+            self._check_error = None
+        elif character_id is None:
+            self.check_verdict.setText("Choose a character to check its photos.")
+        elif summary is None or not summary["total"]:
+            self.check_verdict.setText("")
+        else:
+            identity = summary["identity"]["reason"]
+            text = (f"{summary['usable']} of {summary['total']} photos look usable. {summary['advice']}"
+                    + (f" {identity}" if identity else ""))
+            self.check_verdict.setText(text)
+
+    def check_photos(self) -> str | None:
+        """Queue the chosen character's check job (the worker measures; the window only follows its progress)."""
+        character_id = self.character.currentData()
+        if character_id is None:
+            return None
+        try:
+            with correlation("photos_check", character_id=character_id):
+                job = self.checks.submit(character_id)
+        except IsengardError as exc:
+            self.check_verdict.setText(str(exc))
+            return None
+        self.check_job = job.id
+        self.check_button.setEnabled(False)
+        self.check_progress.setRange(0, 0)  # busy until the worker says how many photos
+        self.check_progress.setVisible(True)
+        self.check_verdict.setText("Checking photos…")
+        return job.id
+
+    def _on_job_event(self, job_id: str, event: dict) -> None:
+        if job_id != self.check_job:
+            return
+        kind = event.get("event")
+        if kind == "progress" and event.get("total"):
+            self.check_progress.setRange(0, int(event["total"]))
+            self.check_progress.setValue(int(event.get("step", 0)))
+            rate = event.get("it_per_s")
+            self.check_progress.setFormat(f"%v / %m photos{f' · {rate:.1f}/s' if rate else ''}")
+        elif kind == "state" and event.get("state") not in ("queued", "running"):
+            self.check_job = None
+            self.check_progress.setVisible(False)
+            self.check_button.setEnabled(True)
+            if event.get("state") != "succeeded":
+                self._check_error = event.get("error") or f"The check ended {event.get('state')}."
+            self.reload()
 
     # actions -----------------------------------------------------------------------------------
     def delete_selected(self) -> None:
@@ -206,12 +317,16 @@ class DatasetTab(QWidget):
             self.info.setText(f"{len(images)} photos selected." if images else "Select a photo to see its details.")
             return
         image = images[0]
+        found = self.model.checks.get(image.id, {})
         pixmap = QPixmap(str(image.thumbnail_path))
         if not pixmap.isNull():
-            self.preview.setPixmap(pixmap.scaled(280, 280, Qt.AspectRatioMode.KeepAspectRatio,
-                                                 Qt.TransformationMode.SmoothTransformation))
+            pixmap = pixmap.scaled(280, 280, Qt.AspectRatioMode.KeepAspectRatio,
+                                   Qt.TransformationMode.SmoothTransformation)
+            self.preview.setPixmap(_with_face_boxes(pixmap, found.get("face_boxes") or [], image.row.width))
         row = image.row
-        flags = []
+        flags = [f"⚑ {reason}" for reason in found.get("reasons", [])]
+        if found.get("identity_score") is not None and "identity_outlier" not in found.get("issues", []):
+            flags.append(f"Likeness to the character's other photos: {found['identity_score']:.2f}")
         if image.too_small:
             flags.append(f"⚠ smaller than {self.ctx.settings.min_training_side} px: too small for training")
         if row.duplicate_count > 1:
@@ -226,3 +341,18 @@ class DatasetTab(QWidget):
 
     def shutdown(self) -> None:
         self.model.shutdown()
+
+
+def _with_face_boxes(pixmap: QPixmap, boxes: list[list[int]], photo_width: int) -> QPixmap:
+    """The preview with Check photos' face boxes drawn on it (boxes are in the upright photo's pixels)."""
+    if not boxes or photo_width <= 0:
+        return pixmap
+    scale = pixmap.width() / photo_width
+    out = QPixmap(pixmap)
+    painter = QPainter(out)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    for number, (x, y, w, h) in enumerate(boxes):
+        painter.setPen(QPen(QColor("#2ecc71" if number == 0 else "#f39c12"), 2))
+        painter.drawRect(round(x * scale), round(y * scale), round(w * scale), round(h * scale))
+    painter.end()
+    return out

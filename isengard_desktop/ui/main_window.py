@@ -51,7 +51,7 @@ class MainWindow(QMainWindow):
         self.bridge = JobBridge(ctx.jobs)
         self.tabs = QTabWidget()
         self.characters = CharactersTab(ctx)
-        self.dataset = DatasetTab(ctx)
+        self.dataset = DatasetTab(ctx, self.bridge)
         self.training = TrainingTab(ctx, self.bridge)
         self.generate = GenerateTab(ctx, self.bridge)
         self.jobs = JobsTab(ctx, self.bridge)

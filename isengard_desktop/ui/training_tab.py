@@ -40,6 +40,9 @@ def machine_text(event: dict) -> str:
            f"{event.get('ram_total_mb', 0) / 1024:.1f} GB"
 
 
+PHOTO_VERDICT_TTL_S = 3.0  # the dataset verdict is re-read when the pre-flight is redrawn after this long
+
+
 class TrainingTab(QWidget):
     lora_finished = Signal()
 
@@ -48,6 +51,8 @@ class TrainingTab(QWidget):
         self.ctx = ctx
         self.bridge = bridge
         self.job_id: str | None = None
+        self._photo_verdict: dict[int, tuple[float, list[str]]] = {}  # character -> (when, pre-flight lines)
+        self._photo_asking: set[int] = set()
         outer = QVBoxLayout(self)
         header = QHBoxLayout()
         header.addWidget(label("Training", "title", wrap=False))
@@ -153,6 +158,7 @@ class TrainingTab(QWidget):
             lines += describe(memory)
             if not memory.ok:  # the same verdict the engine would reach after minutes of loading
                 check.problems.append(memory.reason)
+        lines += self._photo_lines(character.id)  # Check photos' verdict: a warning, never a refusal
         self.form.verdict.setText("\n".join(lines))
         self.start_button.setEnabled(check.ok and self.form.engine.currentData() is not None
                                      and not self.ctx.jobs.running_jobs(lane="gpu"))
@@ -178,6 +184,36 @@ class TrainingTab(QWidget):
             return plan_for_spec(spec, engine, card)
         except IsengardError:  # an unreadable model catalogue: the doctor reports it; no plan then
             return None
+
+    def _photo_lines(self, character_id: int) -> list[str]:
+        """The dataset verdict of Check photos for the pre-flight, rebuilt off the event loop (a large dataset's report
+        takes longer than the 50 ms the loop may stall); the verdict is drawn again when it answers."""
+        import time
+
+        cached = self._photo_verdict.get(character_id)
+        if (cached is None or time.monotonic() - cached[0] > PHOTO_VERDICT_TTL_S) \
+                and character_id not in self._photo_asking:
+            from isengard_desktop.core.photo_check.service import PhotoCheckService
+
+            self._photo_asking.add(character_id)
+            run_in_background(self, lambda _p, _c: PhotoCheckService(self.ctx).preflight_lines(character_id),
+                              on_done=lambda lines: self._photo_answered(character_id, lines),
+                              on_error=lambda _exc: self._photo_asking.discard(character_id))
+        return cached[1] if cached else []
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        # Photos may have been checked, imported or deleted since the pre-flight was drawn.
+        super().showEvent(event)
+        if self._character() is not None:
+            self.update_verdict()
+
+    def _photo_answered(self, character_id: int, lines: list[str]) -> None:
+        import time
+
+        self._photo_asking.discard(character_id)
+        self._photo_verdict[character_id] = (time.monotonic(), lines)
+        if self._character() is not None and self._character().id == character_id:
+            self.update_verdict()
 
     def _gpu_answered(self, _cards) -> None:
         self._asking_gpu = False
