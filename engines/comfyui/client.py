@@ -103,9 +103,10 @@ class PromptTracker:
 
 
 class ComfyUIClient:
-    def __init__(self, url: str, client_id: str | None = None) -> None:
+    def __init__(self, url: str, client_id: str | None = None, headers: dict[str, str] | None = None) -> None:
         self.url = url.rstrip("/")
         self.client_id = client_id or uuid.uuid4().hex
+        self.headers = dict(headers or {})  # a remote ComfyUI's auth header (engines/comfyui/remote.py)
 
     # plain HTTP --------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json",
@@ -113,6 +114,8 @@ class ComfyUIClient:
         request = urllib.request.Request(self.url + path, data=body, method=method)
         if body is not None:
             request.add_header("Content-Type", content_type)
+        for name, value in self.headers.items():
+            request.add_header(name, value)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.read()
@@ -182,7 +185,8 @@ class ComfyUIClient:
         import websocket
 
         ws_url = "ws" + self.url[len("http"):] + f"/ws?clientId={self.client_id}"
-        connection = websocket.create_connection(ws_url, timeout=timeout, enable_multithread=True)
+        connection = websocket.create_connection(ws_url, timeout=timeout, enable_multithread=True,
+                                                 header=[f"{k}: {v}" for k, v in self.headers.items()])
         connection.settimeout(0.5)
         return connection
 

@@ -98,13 +98,18 @@ class ComfyUIEngine:
     kinds: tuple[str, ...] = ("image",)
 
     def availability(self) -> Availability:
+        from engines.comfyui.remote import configured_url
+
+        if configured_url(_volume_root()):  # a remote ComfyUI by URL needs no local install
+            return Availability(True)
         located = paths.locate()
         return Availability(False, located) if isinstance(located, str) else Availability(True)
 
     def service(self, volume_root: Path, extra_model_roots: list[Path]):
-        from engines.comfyui.supervisor import ComfyUISupervisor
+        # The embedded ComfyUI, or one by URL when Settings → Engines names one (engines/comfyui/remote.py).
+        from engines.comfyui.remote import SwitchingComfyUIService
 
-        return ComfyUISupervisor(volume_root, extra_model_roots)
+        return SwitchingComfyUIService(volume_root, extra_model_roots)
 
     def advanced_readiness(self) -> dict[str, Availability]:
         """Asks the running server (GET /object_info and the model folders); says so while it is not up."""
@@ -112,8 +117,12 @@ class ComfyUIEngine:
         from engines.comfyui.supervisor import read_server
 
         availability = self.availability()
+        from engines.comfyui.remote import client, configured_url
+        from engines.interface import ServiceStatus
+
         root = _volume_root()
-        status = read_server(root) if root else None
+        remote_url = configured_url(root)
+        status = ServiceStatus("ready", url=remote_url) if remote_url else read_server(root) if root else None
         if not availability.available or status is None or status.state != "ready":
             reason = availability.reason or f"ComfyUI is {status.state if status else 'stopped'}; the toggles are " \
                                             "checked when it is ready."
@@ -123,8 +132,8 @@ class ComfyUIEngine:
                         for toggle, (_title, needs) in NODE_PACKS.items()}
             return out
         try:
-            client = ComfyUIClient(status.url)
-            return toggle_readiness(client.object_info(), list_models(client))
+            comfy = client(status.url) if remote_url else ComfyUIClient(status.url)
+            return toggle_readiness(comfy.object_info(), list_models(comfy))
         except ComfyUIError as exc:
             return {toggle: Availability(False, str(exc)) for toggle in TOGGLES}
 
@@ -137,15 +146,20 @@ class ComfyUIEngine:
         root = _volume_root()
         if root is None:
             raise GenerationFailed("The worker does not know the volume (ISENGARD_VOLUME is not set).")
+        from engines.comfyui import remote
+
+        say = lambda text: emit({"event": "log", "level": "info", "message": text})  # noqa: E731
+        remote_url = remote.configured_url(root)  # a ComfyUI by URL (Settings → Engines) instead of the embedded
         try:
-            url = wait_ready(root, READY_WAIT_S, should_stop,
-                             on_wait=lambda text: emit({"event": "log", "level": "info", "message": text}))
+            url = remote_url or wait_ready(root, READY_WAIT_S, should_stop, on_wait=say)
         except InterruptedError:
             return "cancelled"
         except RuntimeError as exc:
             raise GenerationFailed(str(exc)) from exc
-        client = ComfyUIClient(url)
+        client = remote.client(url) if remote_url else ComfyUIClient(url)
         try:
+            if remote_url:  # ComfyUI has no LoRA upload: copy them over SSH first
+                remote.send_loras_or_explain(client, [Path(lora.path) for lora in request.loras], root, say)
             plan = self._plan(client, request)
             log.info("comfyui_generation", url=url, models=plan.choice.__dict__, loras=len(request.loras),
                      toggles=sorted(plan.request.advanced))

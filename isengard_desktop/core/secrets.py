@@ -46,3 +46,42 @@ def get_hf_token() -> str | None:
     except (KeyringError, RuntimeError):
         return None
     return token.strip() if token and token.strip() else None
+
+
+COMFYUI_AUTH = "comfyui-auth-header"
+
+
+def set_comfyui_auth(header: str) -> None:
+    """The HTTP header a remote ComfyUI wants (``Authorization: Bearer …``); empty removes it."""
+    import keyring
+    from keyring.errors import KeyringError
+
+    header = header.strip()
+    if header and ":" not in header:
+        from isengard_desktop.errors import ValidationError
+
+        raise ValidationError("Write the header as Name: value (e.g. Authorization: Bearer abc123).")
+    try:
+        if header:
+            keyring.set_password(SERVICE, COMFYUI_AUTH, header)
+        elif keyring.get_password(SERVICE, COMFYUI_AUTH) is not None:
+            keyring.delete_password(SERVICE, COMFYUI_AUTH)
+    except (KeyringError, RuntimeError) as exc:
+        raise IsengardError(f"The header could not be stored in the system keyring ({type(exc).__name__}); install "
+                            "or unlock a keyring (e.g. GNOME Keyring or KWallet) and try again.") from exc
+
+
+def get_comfyui_auth() -> tuple[str, str] | None:
+    """(name, value) of the remote ComfyUI's auth header from the keyring, or None. Read by the process that sends
+    it (the generation worker), so it never travels through a command line, a job file or a log."""
+    import keyring
+    from keyring.errors import KeyringError
+
+    try:
+        header = keyring.get_password(SERVICE, COMFYUI_AUTH)
+    except (KeyringError, RuntimeError):
+        return None
+    if not header or ":" not in header:
+        return None
+    name, _, value = header.partition(":")
+    return name.strip(), value.strip()

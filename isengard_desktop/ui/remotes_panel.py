@@ -187,3 +187,77 @@ class RemotesPanel(QWidget):
         self._set_busy(False)
         text = str(exc) if isinstance(exc, IsengardError) else f"Unexpected error ({type(exc).__name__}); see the log."
         self._show([text], "error")
+
+
+class RemoteComfyUIBox(QGroupBox):
+    """Settings → Engines: use a ComfyUI that runs elsewhere, by URL (with an auth header kept in the keyring),
+    instead of the embedded one; or go back to the embedded one."""
+
+    def __init__(self, ctx: AppContext, parent=None) -> None:
+        super().__init__("Remote ComfyUI (instead of the embedded one)", parent)
+        self.ctx = ctx
+        form = QFormLayout(self)
+        self.url = QLineEdit(ctx.settings.comfyui_url)
+        self.url.setPlaceholderText("http://gpu-box:8188 — empty: the embedded ComfyUI on this machine")
+        self.header = QLineEdit()
+        self.header.setEchoMode(QLineEdit.EchoMode.Password)
+        self.header.setPlaceholderText("optional, e.g. Authorization: Bearer … (kept in the system keyring)")
+        form.addRow("URL", self.url)
+        form.addRow("Auth header", self.header)
+        row = QHBoxLayout()
+        self.state = label("", "muted")
+        self.use_button = button("Use this ComfyUI")
+        self.use_button.clicked.connect(self.use_remote)
+        self.embedded_button = button("Use the embedded one")
+        self.embedded_button.clicked.connect(self.use_embedded)
+        row.addWidget(self.state, 1)
+        row.addWidget(self.use_button)
+        row.addWidget(self.embedded_button)
+        form.addRow(row)
+        form.addRow(label("LoRAs go to that ComfyUI over SSH when its host is one of your remotes (Settings → "
+                          "Remotes); otherwise copy them into its models/loras folder yourself.", "muted"))
+        self._show_current()
+
+    def _show_current(self) -> None:
+        from isengard_desktop.core.secrets import get_comfyui_auth
+
+        url = self.ctx.settings.comfyui_url
+        header = " with its auth header" if url and get_comfyui_auth() else ""
+        self.state.setObjectName("muted")
+        self.state.setText(f"Using the ComfyUI at {url}{header}." if url else "Using the embedded ComfyUI.")
+        self.embedded_button.setEnabled(bool(url))
+
+    def use_remote(self) -> None:
+        from isengard_desktop.core.secrets import set_comfyui_auth
+
+        try:
+            url = registry.check_comfyui_url(self.url.text())
+            if self.header.text().strip():
+                set_comfyui_auth(self.header.text())
+        except IsengardError as exc:
+            self.state.setObjectName("error")
+            self.state.setText(str(exc))
+            self.state.style().polish(self.state)
+            return
+        self.header.clear()
+        self._save(url)
+
+    def use_embedded(self) -> None:
+        from isengard_desktop.core.secrets import set_comfyui_auth
+
+        try:
+            set_comfyui_auth("")
+        except IsengardError:
+            pass  # no keyring: nothing was stored there either
+        self.url.clear()
+        self._save("")
+
+    def _save(self, url: str) -> None:
+        """Store the choice and restart the comfyui service, which reads it at its start."""
+        from isengard_desktop.storage import settings as settings_store
+
+        self.ctx.settings.comfyui_url = url
+        settings_store.save(self.ctx.volume.settings_path, self.ctx.settings)
+        with correlation("comfyui_url_changed", remote=bool(url)):
+            self.ctx.restart_service("comfyui")
+        self._show_current()

@@ -114,6 +114,10 @@ class SettingsDialog(QDialog):
             row.addWidget(action)
             self.engine_rows.addRow(name, row)
         layout.addWidget(engines)
+        from isengard_desktop.ui.remotes_panel import RemoteComfyUIBox
+
+        self.remote_comfyui = RemoteComfyUIBox(self.ctx)
+        layout.addWidget(self.remote_comfyui)
 
         models = QGroupBox("Extra model folders (e.g. the models folder of a ComfyUI you already have)")
         models_box = QVBoxLayout(models)

@@ -88,3 +88,27 @@ def test_add_check_and_remove_a_remote_through_the_form(qtbot, dialog, ctx: AppC
     qtbot.mouseClick(panel.check_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not panel.busy, timeout=30000)
     assert panel.report.text().startswith("loop:")
+
+
+def test_engines_page_switches_to_a_comfyui_by_url_and_back(qtbot, dialog, ctx: AppContext,
+                                                            test_keyring: Path) -> None:
+    import json
+
+    from isengard_desktop.core.secrets import get_comfyui_auth
+
+    box = dialog.remote_comfyui
+    assert box.state.text() == "Using the embedded ComfyUI." and not box.embedded_button.isEnabled()
+    qtbot.keyClicks(box.url, "gpu-box:8188")
+    qtbot.mouseClick(box.use_button, Qt.MouseButton.LeftButton)
+    assert "is not a ComfyUI address" in box.state.text() and ctx.settings.comfyui_url == ""
+    box.url.clear()
+    qtbot.keyClicks(box.url, "http://gpu-box:8188/")
+    qtbot.keyClicks(box.header, "Authorization: Bearer s3cret")
+    qtbot.mouseClick(box.use_button, Qt.MouseButton.LeftButton)
+    assert box.state.text() == "Using the ComfyUI at http://gpu-box:8188 with its auth header."
+    assert box.header.text() == "" and get_comfyui_auth() == ("Authorization", "Bearer s3cret")
+    stored = json.loads(ctx.volume.settings_path.read_text())
+    assert stored["comfyui_url"] == "http://gpu-box:8188" and "s3cret" not in ctx.volume.settings_path.read_text()
+    qtbot.mouseClick(box.embedded_button, Qt.MouseButton.LeftButton)
+    assert box.state.text() == "Using the embedded ComfyUI." and get_comfyui_auth() is None
+    assert json.loads(ctx.volume.settings_path.read_text())["comfyui_url"] == ""

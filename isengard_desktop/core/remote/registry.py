@@ -94,3 +94,14 @@ def _save(volume: Volume, current: Settings, settings: Settings | None) -> None:
     settings_store.save(volume.settings_path, current)
     if settings is not None:
         settings.remotes = list(current.remotes)
+
+
+def check_comfyui_url(url: str) -> str:
+    """The URL of a remote ComfyUI (Settings → Engines) cleaned, or ValidationError: http(s) with a host."""
+    import urllib.parse
+
+    url = url.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(f"{url!r} is not a ComfyUI address; write it as http://HOST:8188 or https://HOST.")
+    return url
