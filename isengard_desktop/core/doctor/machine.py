@@ -59,6 +59,8 @@ def _missing_model_bytes(facts: Facts) -> tuple[int, str]:
     engines = {facts.ctx.settings.default_training_engine, facts.ctx.settings.default_image_engine}
     best = None
     for model in statuses:
+        if model.model.role != "base":  # an optional helper model (face embedder, captioner) is not a base model
+            continue
         wanted = [name for name in model.engines if name in engines] or list(model.engines)
         if any(model.engines[name].ready for name in wanted):
             return 0, ""

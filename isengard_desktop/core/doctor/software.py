@@ -64,6 +64,9 @@ def model_checks(facts: Facts) -> list[Check]:
     wanted_engines = [facts.ctx.settings.default_training_engine, facts.ctx.settings.default_image_engine]
     checks = []
     for model in statuses:
+        if model.model.role != "base":  # the face embedder, the captioner: optional helpers, never a base model
+            checks.append(_helper_model_check(model, facts.fast_test))
+            continue
         engines = model.engines
         detail = f"{model.model.title}: " + ", ".join(_state_line(name, s) for name, s in engines.items()) + "."
         ready = [name for name, s in engines.items() if s.ready]
@@ -90,6 +93,22 @@ def model_checks(facts: Facts) -> list[Check]:
         checks.append(Check("Base models", WARN, "The model catalogue lists no model.",
                             "Reinstall the app: its catalogue of base models is missing."))
     return checks
+
+
+def _helper_model_check(model, fast_test: bool) -> Check:
+    """A model that serves a dataset tool (Check photos' face embedder, Caption all's captioner): optional, so a
+    missing one warns (the tool says it is not ready) and never fails the doctor."""
+    title = model.model.title
+    ready = any(status.ready for status in model.engines.values())
+    if ready:
+        return Check(title, OK, f"{title} is downloaded.", NOTHING_TO_DO)
+    if fast_test:
+        return Check(title, OK, f"{title} is not downloaded; fast-test mode uses a tiny built-in model instead.",
+                     "Download it from Settings → Models when you move to a GPU machine.",
+                     f"download_model:{model.model.id}:{next(iter(model.engines), '')}")
+    return Check(title, WARN, f"{title} is not downloaded: {model.model.description}",
+                 f"Download it from Settings → Models (optional; `isengard models download {model.model.id}`).",
+                 f"download_model:{model.model.id}:{next(iter(model.engines), '')}")
 
 
 def _gated_repos() -> list[str]:
