@@ -413,7 +413,19 @@ class JobManager:
             event = {**event, **self._register_lora(job_id, Path(event["path"]))}
         elif kind == "image":
             event = {**event, **self._register_image(job_id, event)}
+        elif kind == "artifact" and event.get("kind") == "caption":
+            event = {**event, **self._register_caption(job_id, event)}
         return event
+
+    def _register_caption(self, job_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        """Store an automatic caption as the photo's own (a person's caption is kept unless the job overwrites)."""
+        from isengard_desktop.core.autocaption import store_caption
+
+        outcome = store_caption(self.repo.db, self.get(job_id).params.get("spec", {}), event)
+        counts = self._results.setdefault(job_id, {})
+        key = "captions_stored" if outcome["stored"] else "captions_kept"
+        counts[key] = counts.get(key, 0) + 1
+        return outcome
 
     def _register_image(self, job_id: str, event: dict[str, Any]) -> dict[str, Any]:
         """Move a finished image into the volume's outputs and record the generation with its parameters."""
@@ -449,20 +461,8 @@ class JobManager:
         # own state and reason, the lane's lock is released and the waiters are woken (E25).
         with self._lock:
             try:
-        elif kind == "artifact" and event.get("kind") == "caption":
-            event = {**event, **self._register_caption(job_id, event)}
                 self._running.pop(job_id, None)
                 lane = self._lane.pop(job_id, GPU_LANE)
-    def _register_caption(self, job_id: str, event: dict[str, Any]) -> dict[str, Any]:
-        """Store an automatic caption as the photo's own (a person's caption is kept unless the job overwrites)."""
-        from isengard_desktop.core.autocaption import store_caption
-
-        outcome = store_caption(self.repo.db, self.get(job_id).params.get("spec", {}), event)
-        counts = self._results.setdefault(job_id, {})
-        key = "captions_stored" if outcome["stored"] else "captions_kept"
-        counts[key] = counts.get(key, 0) + 1
-        return outcome
-
                 try:
                     self._lane_lock(lane).release()
                 except OSError as exc:
