@@ -25,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     parser.add_argument("--batch", type=int, default=1, help="how many images (seeds SEED, SEED+1, ...)")
     parser.add_argument("--engine", choices=["comfyui", "diffusers"], help="default: the best available")
     parser.add_argument("--json-events", action="store_true", help="print every worker event as a JSON line")
+    parser.add_argument("--remote", metavar="NAME", help="generate on a remote GPU machine (see `isengard remotes`)")
     parser.set_defaults(handler=generate_cmd, action="generate")
 
 
@@ -35,17 +36,28 @@ def _availability() -> dict[str, tuple[bool, str]]:
 
 
 def generate_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
-    engine = generation.choose_image_engine(args.engine, _availability(), ctx.mode, ctx.settings.default_image_engine)
+    from isengard_desktop.core.remote.jobs import is_remote, remote_generation_request
+
     options = generation.lora_options(ctx.volume, ctx.db)
     loras = []
     for value in args.lora:
         name, strength = generation.parse_lora_arg(value)
         loras.append((generation.lora_for_character(options, name), strength))
-    request = generation.build_request(ctx.volume, ctx.mode, engine, args.prompt, loras, aspect=args.aspect,
-                                       steps=args.steps, guidance=args.guidance, seed=args.seed,
-                                       batch_count=args.batch)
-    ctx.start_service(engine)
-    job = ctx.jobs.submit("generation", engine, request.to_dict(), meta={"aspect": args.aspect})
+
+    def build(mode: str, engine: str) -> Any:
+        return generation.build_request(ctx.volume, mode, engine, args.prompt, loras, aspect=args.aspect,
+                                        steps=args.steps, guidance=args.guidance, seed=args.seed,
+                                        batch_count=args.batch)
+
+    meta: dict[str, Any] = {"aspect": args.aspect}
+    if is_remote(getattr(args, "remote", None)):  # the LoRAs are sent there with the job (jobs/remote_job.py)
+        engine, request, meta["remote"] = remote_generation_request(ctx, args.remote, args.engine, build)
+    else:
+        engine = generation.choose_image_engine(args.engine, _availability(), ctx.mode,
+                                                ctx.settings.default_image_engine)
+        request = build(ctx.mode, engine)
+        ctx.start_service(engine)
+    job = ctx.jobs.submit("generation", engine, request.to_dict(), meta=meta)
     final = follow(ctx, job, args.json_events, args.json, label=f"Generating {job.id}")
     images: list[str] = list(final.result.get("images", []))
     if args.json:

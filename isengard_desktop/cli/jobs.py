@@ -31,6 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     train.add_argument("--save-every", type=int)
     train.add_argument("--sample-every", type=int)
     train.add_argument("--json-events", action="store_true", help="print every worker event as a JSON line")
+    train.add_argument("--remote", metavar="NAME", help="train on a remote GPU machine (see `isengard remotes`)")
     train.add_argument("--plan-for-vram", type=float, metavar="GB",
                        help="print the GPU memory plan for a card of GB (e.g. 24) and start nothing")
     train.set_defaults(handler=train_cmd, action="train")
@@ -150,10 +151,17 @@ def train_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     if getattr(args, "plan_for_vram", None) is not None:
         return plan_cmd(args)
     character = ctx.characters.resolve(args.character)
-    engine = choose_training_engine(args.engine, _engine_availability(), ctx.mode)
     overrides = {"steps": args.steps, "learning_rate": args.learning_rate, "rank": args.rank, "alpha": args.alpha,
                  "save_every": args.save_every, "sample_every": args.sample_every}
-    spec, check = build_spec(ctx.volume, ctx.dataset, character, ctx.mode, args.preset, overrides)
+    meta: dict[str, Any] = {"preset": args.preset}
+    from isengard_desktop.core.remote.jobs import is_remote, remote_training_spec
+
+    if is_remote(getattr(args, "remote", None)):
+        engine, spec, check, meta["remote"] = remote_training_spec(ctx, character, args.remote, args.engine,
+                                                                   args.preset, overrides)
+    else:
+        engine = choose_training_engine(args.engine, _engine_availability(), ctx.mode)
+        spec, check = build_spec(ctx.volume, ctx.dataset, character, ctx.mode, args.preset, overrides)
     if not check.ok:
         raise ValidationError(" ".join(check.problems))
     for warning in check.warnings:
@@ -163,7 +171,7 @@ def train_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     for old in ctx.jobs.recover(queued=False):
         sys.stderr.write(f"note: job {old.id}, left running by an Isengard that was closed, is now {old.state}.\n")
     try:
-        job = ctx.jobs.submit("training", engine, spec.to_dict(), character.id, meta={"preset": args.preset})
+        job = ctx.jobs.submit("training", engine, spec.to_dict(), character.id, meta=meta)
     except DB_ERRORS as exc:
         raise IsengardError(f"The training job could not be recorded in the volume ({exc}); free some disk space "
                             "and try again.") from exc
@@ -194,11 +202,15 @@ def list_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
         return 0
     if not jobs:
         say("No jobs yet.")
+    from isengard_desktop.jobs.remote_job import remote_name, where
+
     for job in jobs:
         step = job.progress.get("step")
         total = job.progress.get("total")
-        where = f"{step}/{total}" if step is not None else ""
-        say(f"{job.id}\t{job.kind}\t{job.engine}\t{job.state}\t{where}")
+        at = f"{step}/{total}" if step is not None else ""
+        # A remote job says where it runs: "running on gpu1", and whether anything here still follows it.
+        state = where(job) if remote_name(job) and job.state == "running" else job.state
+        say(f"{job.id}\t{job.kind}\t{job.engine}\t{state}\t{at}")
     return 0
 
 
