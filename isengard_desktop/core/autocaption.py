@@ -110,3 +110,16 @@ def store_caption(db: Database, spec: dict[str, Any], event: dict[str, Any]) -> 
         return {"stored": False, "reason": "invalid"}
     stored = ImageRepository(db).set_auto_caption(int(event["image_id"]), caption, bool(spec.get("overwrite")))
     return {"stored": stored} if stored else {"stored": False, "reason": "person_caption_kept"}
+
+
+def download(ctx: AppContext) -> JobRow:
+    """Queue the captioning model's download (a job of the download lane, like `isengard models download`); raises
+    when the disk has no room for it."""
+    from isengard_desktop.core.models import planning
+    from isengard_desktop.core.units import human_bytes
+
+    plan = planning.plan_download(ctx.volume, ctx.extra_model_dirs(), MODEL_ID, [ENGINE])
+    if not plan.enough_space:
+        raise ValidationError(f"The captioning model needs {human_bytes(plan.download_bytes)} and the volume's disk "
+                              f"has {human_bytes(plan.free_bytes)} free: free some space, then download it again.")
+    return ctx.jobs.submit("download", "hub", plan.spec)

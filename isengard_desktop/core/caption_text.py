@@ -56,6 +56,9 @@ _TRAIT_PHRASE = re.compile(
 _CLAUSE_SPLIT = re.compile(r",\s*|\s+and\s+(?=(?:has|with|her|his|their)\b)|"
                            r"\s+with\s+(?=(?:[\w-]+\s+){0,3}(?:hair|eyes)\b)")
 SHORT_CLAUSE_WORDS = 12  # a clause this short that mentions a fixed trait is about the trait: dropped whole
+# An answer that refuses or apologises is no description.
+_REFUSAL = re.compile(r"^(?:i(?:'m| am)? (?:sorry|unable|not able)|i can(?:'|no)t|sorry|as an ai|unfortunately)",
+                      re.I)
 _ALLOWED = re.compile(r"[^A-Za-z0-9 ,.;:'()/&-]+")
 
 
@@ -160,7 +163,7 @@ def finish_caption(raw: str, trigger: str, keep_traits: bool = False) -> tuple[s
         text = drop_traits(text)
     # Room for "a photo of TRIGGER, " so that the finished caption stays within the target.
     text = _bound(text, TARGET_LENGTH - len(trigger) - 16)
-    if _real_words(text) < MIN_WORDS:
+    if _real_words(text) < MIN_WORDS or _REFUSAL.match(text):
         return default_caption(trigger), False
     caption = with_trigger(text, trigger)
     caption = caption[0].lower() + caption[1:]

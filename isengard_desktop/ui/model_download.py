@@ -28,10 +28,11 @@ from isengard_desktop.errors import IsengardError
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.widgets import button, label
 
-# The two ways a base model is laid out on disk, as a person would name them.
+# The ways a catalogue model is laid out on disk, as a person would name them.
 TARGETS = (
     ("training", ("diffusers", "aitoolkit"), "Training and the built-in generator (diffusers layout, AI-Toolkit)"),
     ("comfyui", ("comfyui",), "ComfyUI generation (single files)"),
+    ("captions", ("captioner",), "Automatic captions (Dataset tab, Caption all)"),
 )
 STATE_TEXT = {"verified": "ready (verified)", "present": "ready", "partial": "partly downloaded", "missing": "missing"}
 ACTIVE = ("queued", "running")
