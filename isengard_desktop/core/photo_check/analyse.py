@@ -40,7 +40,7 @@ MIN_USABLE = 5  # fewer usable photos than this and an identity LoRA has too lit
 ISSUES = ("several_faces", "identity_outlier", "no_face", "blurry", "face_too_small", "near_duplicate",
           "low_resolution", "underexposed", "overexposed", "not_checked")
 BADGES = {
-    "several_faces": "faces", "identity_outlier": "someone else?", "no_face": "no face", "blurry": "blurred",
+    "several_faces": "several faces", "identity_outlier": "someone else?", "no_face": "no face", "blurry": "blurred",
     "face_too_small": "small face", "near_duplicate": "near-copy", "low_resolution": "low res",
     "underexposed": "dark", "overexposed": "bright", "not_checked": "not checked",
 }
@@ -76,8 +76,31 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {"images": self.images, "summary": self.summary}
 
-    def issues_of(self, image_id: int) -> list[str]:
-        return next((i["issues"] for i in self.images if i["id"] == image_id), [])
+    def by_image(self) -> dict[int, dict[str, Any]]:
+        """image id -> its entry with the reasons as sentences (the Dataset tab's badges and details)."""
+        return {i["id"]: {**i, "reasons": self.reasons.get(i["id"], [])} for i in self.images}
+
+    def preflight_lines(self, names: dict[int, str], limit: int = 6) -> list[str]:
+        """The Training pre-flight's lines about the dataset: the verdict, the advice, and the photos behind it.
+        A warning, never a refusal: the person decides."""
+        s = self.summary
+        if not s["total"]:
+            return []
+        if s["flagged"] == 0:
+            return [f"✔ Photos checked: all {s['total']} look usable."]
+        unchecked = s["issues"].get("not_checked", 0)
+        if unchecked == s["total"]:
+            return [f"• Photos not checked yet: press Check photos in the Dataset tab to find the ones that "
+                    f"would hurt the likeness ({s['total']} photos)."]
+        mark = "⚠" if s["verdict"] == "not_ready" else "•"
+        lines = [f"{mark} Photos: {s['usable']} of {s['total']} look usable. {s['advice']}"]
+        flagged = [i for i in self.images if i["issues"] and i["issues"] != ["not_checked"]]
+        named = [f"{names.get(i['id'], i['id'])} ({', '.join(BADGES[c] for c in i['issues'])})"
+                 for i in flagged[:limit]]
+        if named:
+            more = f" and {len(flagged) - limit} more" if len(flagged) > limit else ""
+            lines.append("   " + "; ".join(named) + more + ".")
+        return lines
 
 
 def _hamming_groups(ids: list[int], hashes: list[str | None]) -> dict[int, int]:

@@ -61,3 +61,8 @@ class PhotoCheckService:
         found = self.cache.get_many([i.row.sha256 for i in images], analyser_id(choice.id))
         photos = [PhotoInput(i.id, i.too_small, found.get(i.row.sha256)) for i in images]
         return build_report(photos, {"ready": choice.ready, "embedder": choice.id, "reason": choice.reason})
+
+    def preflight_lines(self, character_id: int) -> list[str]:
+        """The Training pre-flight's lines on the character's photos, naming the photos behind the verdict."""
+        names = {i.id: i.row.source_name for i in self._images(character_id)}
+        return self.report(character_id).preflight_lines(names)
