@@ -7,6 +7,7 @@ import signal
 import threading
 from pathlib import Path
 
+import pytest
 from safetensors import safe_open
 
 from isengard_desktop.context import AppContext
@@ -156,3 +157,34 @@ def test_one_gpu_job_at_a_time_across_processes(trained_ctx: AppContext) -> None
     finally:
         second.jobs.shutdown(wait=10)
         second.close()
+
+
+@pytest.mark.slow
+def test_the_stop_timeout_of_a_cancel_never_kills_the_resumed_run(trained_ctx: AppContext) -> None:
+    """A cancel arms a kill after stop_timeout for the worker it stopped; a resume started before that timeout
+    runs in a new worker, which must live past it (the real AI-Toolkit run was killed that way)."""
+    import time
+
+    ctx = trained_ctx
+    ctx.jobs.stop_timeout = 30.0
+    job = _submit(ctx, steps=20000, save_every=100000, sample_every=100000)
+    cancelled_at: list[float] = []
+
+    def cancel() -> None:
+        cancelled_at.append(time.monotonic())
+        ctx.jobs.cancel(job.id)
+
+    _on_step(ctx, job.id, 3, cancel)
+    assert ctx.jobs.wait(job.id, timeout=120).state == "cancelled"
+    ctx.jobs.resume(job.id)
+    while ctx.jobs.get(job.id).state != "running" and time.monotonic() < cancelled_at[0] + 60:
+        time.sleep(0.1)
+    # The resumed worker runs while the first cancel's timer is still armed, or this test proves nothing.
+    assert time.monotonic() < cancelled_at[0] + ctx.jobs.stop_timeout, "resume took longer than the stop timeout"
+    while time.monotonic() < cancelled_at[0] + ctx.jobs.stop_timeout + 2.0:  # the timer fires in this window
+        assert ctx.jobs.get(job.id).state == "running", ctx.jobs.get(job.id).error
+        time.sleep(0.2)
+    ctx.jobs.stop_timeout = 120.0
+    ctx.jobs.cancel(job.id)
+    final = ctx.jobs.wait(job.id, timeout=120)
+    assert final.state == "cancelled" and "did not stop" not in (final.error or "")
