@@ -34,7 +34,7 @@ import structlog
 from isengard_desktop.core.log import correlation, new_correlation_id
 from isengard_desktop.core.names import safe_filename
 from isengard_desktop.errors import NotFoundError, ValidationError
-from isengard_desktop.jobs import protocol
+from isengard_desktop.jobs import protocol, remote_job
 from isengard_desktop.jobs.gpu_lock import GpuLock
 from isengard_desktop.jobs.runner import WorkerProcess
 from isengard_desktop.storage import atomic
@@ -68,6 +68,11 @@ def lane_of(kind: str) -> str:
     if kind in CPU_KINDS:
         return CPU_LANE
     return DOWNLOAD_LANE if kind in DOWNLOAD_KINDS else GPU_LANE
+
+
+def job_lane(job: JobRow) -> str:
+    """A job's lane: its remote's own (jobs/remote_job.py: one per remote machine) or its kind's here."""
+    return remote_job.lane(job) or lane_of(job.kind)
 
 
 def new_job_id() -> str:
@@ -219,6 +224,14 @@ class JobManager:
 
     def resume(self, job_id: str) -> JobRow:
         job = self.get(job_id)
+        if remote_job.reattachable(job):
+            # Running on its remote with nobody here following it (the app or the CLI died): follow it again; it
+            # catches up from the events already read, or starts again from its checkpoint if it stopped there.
+            self._set_state(job.id, "queued")
+            self._owned.add(job.id)
+            log.info("job_reattached", job_id=job.id, remote=remote_job.remote_name(job))
+            self._schedule()
+            return self.get(job.id)
         if job.kind not in RESUMABLE_KINDS:
             raise ValidationError(f"Job {job.id} is a {job.kind}; only training runs and downloads resume. To make "
                                   "these images again, select one in the Generate gallery and press Reuse parameters.")
@@ -251,6 +264,8 @@ class JobManager:
                 timer = threading.Timer(self.stop_timeout, self._kill_if_alive, args=(job.id, worker))
                 timer.daemon = True
                 timer.start()
+        if remote_job.remote_name(job):  # its stop file is written there, as here for a local job
+            remote_job.request_stop(self, job)
         return self.get(job.id)
 
     def _kill_if_alive(self, job_id: str, cancelled_worker: Any) -> None:
@@ -280,14 +295,15 @@ class JobManager:
                 return
             queued = sorted((j for j in self.repo.list(states=("queued",)) if j.id in self._owned),
                             key=lambda j: j.created_at)
-            for lane in (DOWNLOAD_LANE, CPU_LANE, GPU_LANE):
-                waiting = [j for j in queued if lane_of(j.kind) == lane]
+            lanes = dict.fromkeys([DOWNLOAD_LANE, CPU_LANE, GPU_LANE, *(job_lane(j) for j in queued)])
+            for lane in lanes:
+                waiting = [j for j in queued if job_lane(j) == lane]
                 if waiting and not self._lane_busy(lane):
                     self._start(waiting[0], lane)
 
     def _start(self, job: JobRow, lane: str) -> None:
         lock = self._lane_lock(lane)
-        if not lock.try_acquire():
+        if lock is not None and not lock.try_acquire():
             # Another Isengard process (the window or a CLI run) is using this lane: look again shortly.
             if self._retry is None:
                 self._retry = threading.Timer(LOCK_RETRY_S, self._retry_schedule)
@@ -302,20 +318,28 @@ class JobManager:
         except OSError as exc:
             self._running.pop(job.id, None)
             self._lane.pop(job.id, None)
-            lock.release()
+            if lock is not None:
+                lock.release()
             self._set_state(job.id, "failed", error=f"The worker process could not start ({exc}).")
             return
         self._results.setdefault(job.id, {})["worker_pid"] = pid  # kept after the run, unlike the pid column
         self._set_state(job.id, "running", pid=pid)
         log.info("job_started", job_id=job.id, pid=pid, correlation_id=job.correlation_id)
 
-    def _lane_lock(self, lane: str) -> GpuLock:
+    def _lane_lock(self, lane: str) -> GpuLock | None:
+        """The local lock of a lane; a remote's lane has none here: the remote worker holds that machine's own."""
+        if lane.startswith(remote_job.LANE_PREFIX):
+            return None
         if lane == CPU_LANE:
             return self._cpu_lock
         return self._download_lock if lane == DOWNLOAD_LANE else self._gpu
 
     def _dispatch(self, job: JobRow) -> tuple[WorkerProcess, int]:
         """Start the job: on the serving worker for generation, on a worker of its own otherwise."""
+        if remote_job.remote_name(job):  # sent to its remote and followed from here (jobs/remote_job.py)
+            remote = remote_job.RemoteJob(self, job, self._on_event, self._on_exit)
+            self._running[job.id] = remote  # type: ignore[assignment]
+            return remote, remote.start()  # type: ignore[return-value]
         if job.kind in DOWNLOAD_KINDS + CPU_KINDS:  # beside the GPU lane: leaves the serving worker and its timer alone
             lock = self._cpu_lock if job.kind in CPU_KINDS else self._download_lock
             worker = WorkerProcess(job.id, self.job_dir(job), job.correlation_id, self._on_event, self._on_exit,
@@ -466,7 +490,9 @@ class JobManager:
                 self._running.pop(job_id, None)
                 lane = self._lane.pop(job_id, GPU_LANE)
                 try:
-                    self._lane_lock(lane).release()
+                    lock = self._lane_lock(lane)
+                    if lock is not None:
+                        lock.release()
                 except OSError as exc:
                     log.error("job_lock_release_failed", job_id=job_id, error=str(exc))
                 state, error, result = self._final_state(job_id, returncode, tail)
@@ -554,6 +580,8 @@ class JobManager:
         for job in self.repo.list(states=("running", "queued") if queued else ("running",)):
             if job.id in self._running:
                 continue
+            if job.state == "running" and remote_job.remote_name(job):
+                continue  # it runs on its remote whoever followed it: `jobs resume` re-attaches (jobs/remote_job.py)
             if _worker_alive(job.pid, job.id):
                 if not _orphaned(job.pid):
                     continue  # another Isengard process (e.g. the CLI) is running it
