@@ -105,3 +105,30 @@ def test_a_changed_app_sends_only_its_files(bootstrapped: tuple[RemoteInstall, l
     assert not any("Creating the Python environment" in line or line.startswith("Installing") for line in lines)
     assert seconds < first / 3
     assert json.loads(record_path.read_text())["source_hash"] != "an older checkout"
+
+
+def test_an_install_waits_for_another_one_in_the_same_folder(bootstrapped: tuple[RemoteInstall, list[str], float],
+                                                             ssh_env: SshdServer,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from isengard_desktop.core.remote import bootstrap
+
+    monkeypatch.setattr(bootstrap, "LOCK_POLL_S", 0.2)
+    install, _lines, _first = bootstrapped
+    folder = Path(install.folder)
+    record = json.loads((folder / "installed.json").read_text())
+    (folder / "installed.json").write_text(json.dumps({**record, "source_hash": "an older checkout"}))
+    (folder / ".bootstrap-lock").mkdir()  # another process is installing
+    lines: list[str] = []
+    worker = threading.Thread(target=ensure_bootstrapped, args=(install.remote, lines.append))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while not any(line.startswith("Waiting for another install") for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert lines == [f"Checking boot ({install.remote.address})",
+                     "Waiting for another install of the app on boot to finish"]
+    (folder / ".bootstrap-lock").rmdir()  # the other one ends
+    worker.join(60)
+    assert lines[-1].startswith("boot has Isengard Desktop") and not (folder / ".bootstrap-lock").exists()

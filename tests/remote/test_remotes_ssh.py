@@ -107,3 +107,13 @@ def test_parse_address_refuses_nonsense(text: str) -> None:
 
     with pytest.raises(ValidationError):
         ssh.parse_address(text)
+
+
+def test_a_folder_under_tilde_is_in_the_remote_home(ssh_env: SshdServer) -> None:
+    from isengard_desktop.core.remote.check import check_remote
+
+    remote = ssh_env.remote("tilde", folder="~/.isengard-never-made")
+    home = ssh.run(remote, ["sh", "-c", 'printf %s "$HOME"']).stdout.decode()
+    report = check_remote(remote)  # reads only: nothing is created in the real home
+    assert report.folder == f"{home}/.isengard-never-made" and report.free_disk_gb is not None
+    assert not Path(report.folder).exists()

@@ -26,7 +26,9 @@ import io
 import json
 import tarfile
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +48,7 @@ SHIPPED = ("isengard_desktop", "engines", "resources", "vendor", "pyproject.toml
 # Dependencies only the window needs; the remote runs the CLI and workers.
 GUI_ONLY = ("pyside6", "pyqtgraph")
 MIN_PYTHON = (3, 11)
+LOCK_POLL_S = 5.0
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -191,8 +194,31 @@ def ensure_bootstrapped(remote: Remote, progress: Progress | None = None) -> Rem
         return _ensure(remote, say)
 
 
-def _ensure(remote: Remote, say: Progress) -> RemoteInstall:
-    say(f"Checking {remote.name} ({remote.address})")
+@contextmanager
+def _remote_lock(remote: Remote, say: Progress) -> Iterator[None]:
+    """One install at a time in a remote folder, across processes and machines (two jobs starting together):
+    ``mkdir`` of ``<dir>/.bootstrap-lock`` is atomic; a lock older than 30 minutes is a crashed install's."""
+    told = False
+    while True:
+        out = _sh(remote, 'mkdir -p "$d" && if mkdir "$d/.bootstrap-lock" 2>/dev/null; then echo taken; '
+                          'elif [ -n "$(find "$d/.bootstrap-lock" -maxdepth 0 -mmin +30)" ]; then '
+                          'rmdir "$d/.bootstrap-lock"; echo stale; else echo busy; fi', timeout=60).strip()
+        if out == "taken":
+            break
+        if out == "busy" and not told:
+            say(f"Waiting for another install of the app on {remote.name} to finish")
+            told = True
+        if out == "busy":
+            time.sleep(LOCK_POLL_S)
+    try:
+        yield
+    finally:
+        _sh(remote, 'rmdir "$d/.bootstrap-lock" 2>/dev/null; exit 0', timeout=60)
+
+
+def _ensure(remote: Remote, say: Progress, locked: bool = False) -> RemoteInstall:
+    if not locked:
+        say(f"Checking {remote.name} ({remote.address})")
     report = check_remote(remote)
     folder = report.folder
     wanted_hash = source_hash()
@@ -206,6 +232,9 @@ def _ensure(remote: Remote, say: Progress) -> RemoteInstall:
             and installed.get("deps_hash") == deps_hash):
         say(f"{remote.name} has Isengard Desktop {__version__} already")
         return install
+    if not locked:  # take the remote folder's lock, then look again: another process may have just installed it
+        with _remote_lock(remote, say):
+            return _ensure(remote, say, locked=True)
     if _python_version(report) < MIN_PYTHON:
         raise BootstrapError(f"{remote.name} needs Python {'.'.join(map(str, MIN_PYTHON))} or newer as python3 (it "
                              f"has {report.python or 'none'}); install it there (e.g. apt-get install python3.11 "

@@ -15,13 +15,11 @@ import structlog
 
 from isengard_desktop import __version__
 from isengard_desktop.core.remote import ssh
-from isengard_desktop.core.remote.ssh import Remote
+from isengard_desktop.core.remote.ssh import EXPAND_DIR, Remote
 from isengard_desktop.core.torch_builds import Gpu, parse_nvidia_smi
 
 log = structlog.get_logger(__name__)
 
-# Sets $d to the remote folder with a leading ~ expanded (argument 1), as every script here starts.
-EXPAND_DIR = 'd="$1"; case "$d" in "~") d="$HOME";; "~/"*) d="$HOME/${d#"~/"}";; esac; '
 
 _SCRIPT = EXPAND_DIR + r"""
 echo "dir=$d"

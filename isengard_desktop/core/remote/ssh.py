@@ -42,6 +42,8 @@ CONFIG_ENV = "ISENGARD_SSH_CONFIG"
 # Where the shared-connection sockets live (tests use their own folder, so they can close every connection at the end).
 CONTROL_DIR_ENV = "ISENGARD_SSH_CONTROL_DIR"
 CONNECT_TIMEOUT_S = 10
+# Shell prefix: $d = argument 1 with a leading ~ expanded to the remote home (argv is quoted, so ~ is not).
+EXPAND_DIR = 'd="$1"; case "$d" in "~") d="$HOME";; "~/"*) d="$HOME/${d#"~/"}";; esac; '
 # ssh's own exit status when the connection (not the remote command) failed.
 SSH_FAILED = 255
 
@@ -237,7 +239,8 @@ def run(remote: Remote, argv: Sequence[str], *, input: bytes | None = None, time
 
 def popen(remote: Remote, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     """Start ``argv`` on ``remote`` and return at once (follow its stdout as a stream). Exit status 255 means the
-    connection failed or dropped; turn the stderr you kept into a sentence with ``diagnose``."""
+    connection failed or dropped; turn the stderr you kept into a sentence with ``diagnose``. Give ``stderr`` a
+    file (``tempfile.TemporaryFile()``), not a pipe: a connection master forked by this call keeps it open."""
     kwargs.setdefault("stdin", subprocess.DEVNULL)
     return subprocess.Popen(ssh_command(remote, argv), **kwargs)
 
@@ -263,9 +266,10 @@ def close_all(folder: Path) -> None:
 
 
 def put(remote: Remote, local_paths: Iterable[Path], remote_dir: str, *, timeout: float | None = None) -> None:
-    """Copy files/folders into ``remote_dir`` (created if missing), keeping their names; one tar stream."""
+    """Copy files/folders into ``remote_dir`` (created if missing; ``~/`` is the remote home), keeping their names;
+    one tar stream."""
     paths = [Path(p) for p in local_paths]
-    script = 'mkdir -p -- "$1" && exec tar -C "$1" -xf -'
+    script = EXPAND_DIR + 'mkdir -p -- "$d" && exec tar -C "$d" -xf -'
     err = tempfile.TemporaryFile()
     proc = popen(remote, ["sh", "-c", script, "sh", remote_dir], stdin=subprocess.PIPE,
                  stdout=subprocess.DEVNULL, stderr=err)
@@ -285,7 +289,7 @@ def get(remote: Remote, remote_path: str, local_path: Path, *, timeout: float | 
     Returns the local path of the copy."""
     local_path = Path(local_path)
     local_path.mkdir(parents=True, exist_ok=True)
-    script = 'cd -- "$(dirname -- "$1")" && exec tar -cf - -- "$(basename -- "$1")"'
+    script = EXPAND_DIR + 'cd -- "$(dirname -- "$d")" && exec tar -cf - -- "$(basename -- "$d")"'
     err = tempfile.TemporaryFile()
     proc = popen(remote, ["sh", "-c", script, "sh", remote_path], stdout=subprocess.PIPE, stderr=err)
     name = None
