@@ -5,7 +5,11 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from PySide6.QtCore import Qt
+
 from isengard_desktop.jobs import protocol
+
+LEFT = Qt.MouseButton.LeftButton
 
 
 def prepare(qtbot, window, ctx, photos: Path) -> None:
@@ -23,6 +27,15 @@ def set_advanced(tab, steps: int, every: int) -> None:
     form.sample_every.setValue(every)
 
 
+def click_start(qtbot, window, tab) -> str:
+    """Press Start training on the Training tab, as a person does; returns the job it started."""
+    window.tabs.setCurrentWidget(tab)
+    before = tab.job_id
+    qtbot.mouseClick(tab.start_button, LEFT)
+    assert tab.job_id and tab.job_id != before, tab.form.verdict.text()
+    return tab.job_id
+
+
 def wait_state(qtbot, ctx, job_id: str, states: tuple[str, ...]) -> None:
     qtbot.waitUntil(lambda: ctx.jobs.get(job_id).state in states, timeout=120_000)
 
@@ -33,7 +46,7 @@ def test_a_whole_tiny_run_from_the_training_tab(qtbot, window, ctx, photos: Path
     set_advanced(tab, steps=12, every=6)
     assert tab.start_button.isEnabled(), tab.form.verdict.text()
     assert "Ready" in tab.form.verdict.text()
-    job_id = tab.start()
+    job_id = click_start(qtbot, window, tab)
     wait_state(qtbot, ctx, job_id, ("succeeded", "failed"))
     qtbot.waitUntil(lambda: "LoRA saved" in tab.result.text(), timeout=10_000)
     assert tab.progress.value() == 12 and tab.progress.maximum() == 12
@@ -56,15 +69,15 @@ def test_cancel_and_resume_from_the_tab(qtbot, window, ctx, photos: Path):
     prepare(qtbot, window, ctx, photos)
     tab = window.training
     set_advanced(tab, steps=3000, every=1000)
-    job_id = tab.start()
+    job_id = click_start(qtbot, window, tab)
     qtbot.waitUntil(lambda: ctx.jobs.get(job_id).progress.get("step", 0) > 0 or tab.progress.value() > 0,
                     timeout=60_000)
     assert tab.cancel_button.isEnabled()
-    tab.cancel_button.click()
+    qtbot.mouseClick(tab.cancel_button, LEFT)
     wait_state(qtbot, ctx, job_id, ("cancelled",))
     qtbot.waitUntil(tab.resume_button.isEnabled, timeout=10_000)
     assert list((ctx.jobs.job_dir(ctx.jobs.get(job_id)) / "checkpoints").iterdir()), "cancel saves a checkpoint"
-    tab.resume_button.click()
+    qtbot.mouseClick(tab.resume_button, LEFT)
     wait_state(qtbot, ctx, job_id, ("succeeded", "failed"))
     assert ctx.jobs.get(job_id).state == "succeeded"
 
@@ -73,7 +86,7 @@ def test_debug_bundle_has_the_job_log_and_no_secret(qtbot, window, ctx, photos: 
     prepare(qtbot, window, ctx, photos)
     tab = window.training
     set_advanced(tab, steps=4, every=4)
-    job_id = tab.start()
+    job_id = click_start(qtbot, window, tab)
     wait_state(qtbot, ctx, job_id, ("succeeded", "failed"))
     job_log = ctx.jobs.job_dir(ctx.jobs.get(job_id)) / protocol.LOG_FILE
     with open(job_log, "a", encoding="utf-8") as handle:
@@ -94,8 +107,6 @@ def test_debug_bundle_has_the_job_log_and_no_secret(qtbot, window, ctx, photos: 
 
 
 def test_the_preset_says_the_gpu_memory_of_the_chosen_engine(qtbot, window, ctx):
-    from PySide6.QtCore import Qt
-
     form = window.training.form
     form.refresh()
     form.preset.setFocus()
