@@ -31,12 +31,12 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     from engines.comfyui.client import ComfyUIClient
+    from engines.comfyui.fast_test_models import ensure
     from engines.comfyui.paths import locate
     from engines.comfyui.supervisor import ComfyUISupervisor
     from engines.comfyui.workflow import ModelChoice, build_workflow
     from isengard_desktop.core.generation import build_request
     from isengard_desktop.storage.volume import Volume
-    from tests.engines.comfyui.tiny_sd15 import ensure_tiny_sd15
 
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 60
@@ -45,7 +45,7 @@ def main() -> None:
         raise SystemExit(located)
     checkout, python = located
     volume = Path(tempfile.mkdtemp(prefix="isengard-bench-comfy-"))
-    checkpoint = ensure_tiny_sd15(Path.home() / ".cache" / "isengard-tests", checkout, python)
+    checkpoint = ensure(Path.home() / ".cache" / "isengard-tests", checkout, python)["checkpoint"]
     (volume / "models" / "checkpoints").mkdir(parents=True)
     os.link(checkpoint, volume / "models" / "checkpoints" / "tiny-sd15.safetensors")
     env = {**os.environ, "ISENGARD_MODE": "fast-test"}
@@ -69,7 +69,7 @@ def main() -> None:
             app = time.perf_counter() - started
             result = json.loads(out.stdout or "{}")
             if out.returncode or result.get("state") != "succeeded":
-                raise SystemExit(f"isengard generate failed: {out.stderr[-800:]}")
+                raise SystemExit(f"isengard generate failed: {out.stdout[-800:]} {out.stderr[-800:]}")
             request = build_request(Volume.open(volume), "fast-test", "comfyui", "a photo", seed=seed + 1,
                                     steps=steps)
             started = time.perf_counter()

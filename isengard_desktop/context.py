@@ -8,19 +8,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from isengard_desktop.core.characters import CharacterService
 from isengard_desktop.core.dataset import DatasetService
-from isengard_desktop.core.importer import Importer
-from isengard_desktop.jobs.manager import JobManager
 from isengard_desktop.storage import settings as settings_store
 from isengard_desktop.storage.db import Database
 from isengard_desktop.storage.repositories import CharacterRepository, ImageRepository
 from isengard_desktop.storage.settings import Settings
 from isengard_desktop.storage.volume import Volume
+
+if TYPE_CHECKING:
+    from isengard_desktop.core.importer import Importer
+    from isengard_desktop.jobs.manager import JobManager
 
 log = structlog.get_logger(__name__)
 
@@ -33,9 +35,27 @@ class AppContext:
     mode: str
     characters: CharacterService
     dataset: DatasetService
-    importer: Importer
-    jobs: JobManager
     services: dict[str, Any] = field(default_factory=dict)  # engine name -> its EngineService (ComfyUI's server)
+    # The importer and the job manager are made on first use: a command that needs neither (`characters list`)
+    # does not import them (Pillow, multiprocessing, the job runners: issue 14's start-up budget).
+    _importer: Importer | None = field(default=None, repr=False)
+    _jobs: JobManager | None = field(default=None, repr=False)
+
+    @property
+    def importer(self) -> Importer:
+        if self._importer is None:
+            from isengard_desktop.core.importer import Importer
+
+            self._importer = Importer(self.volume, ImageRepository(self.db), self.settings.min_training_side)
+        return self._importer
+
+    @property
+    def jobs(self) -> JobManager:
+        if self._jobs is None:
+            from isengard_desktop.jobs.manager import JobManager
+
+            self._jobs = JobManager(self.volume, self.db)
+        return self._jobs
 
     @classmethod
     def open(cls, root: Path, mode: str) -> AppContext:
@@ -55,8 +75,6 @@ class AppContext:
             mode=mode,
             characters=CharacterService(volume, characters_repo, images_repo),
             dataset=DatasetService(volume, images_repo, characters_repo, settings.min_training_side),
-            importer=Importer(volume, images_repo, settings.min_training_side),
-            jobs=JobManager(volume, db),
         )
         log.info("volume_opened", root=str(volume.root), mode=mode, schema=db.schema_version())
         try:  # photos a killed import stored without recording them go to the trash (issue 11 item 7)
@@ -108,7 +126,8 @@ class AppContext:
 
     def close(self) -> None:
         """Stop what this context started: its idle generation worker and the servers it launched."""
-        self.jobs.shutdown(wait=30)
+        if self._jobs is not None:
+            self._jobs.shutdown(wait=30)
         for name, service in self.services.items():
             if service is not None:
                 try:

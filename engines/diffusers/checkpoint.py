@@ -15,6 +15,7 @@ import json
 import random
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ def save_checkpoint(
     root: Path, step: int, lora: dict[str, torch.Tensor], optimizer: dict[str, Any], extra: dict[str, Any]
 ) -> Path:
     """Publish the checkpoint of ``step`` under ``root`` and prune old ones; returns its folder."""
+    started = time.perf_counter()
     target = root / folder_name(step)
     if target.is_dir():
         # A run is deterministic, so the same step always has the same content: resuming and stopping
@@ -62,7 +64,7 @@ def save_checkpoint(
     (staging / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
     atomic.publish_dir(staging, target)
     _prune(root)
-    log.info("checkpoint_saved", step=step, path=str(target))
+    log.info("checkpoint_saved", step=step, path=str(target), seconds=round(time.perf_counter() - started, 3))
     return target
 
 

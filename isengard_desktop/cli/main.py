@@ -37,7 +37,27 @@ def gui_volume_arg(argv: list[str]) -> str | None:
     return None
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The module that registers each command. Parsing a known command imports only its module (issue 14: a light
+# command should not pay for importing every other one); anything else (help, a typo) builds the whole parser.
+COMMAND_MODULES = {"characters": "characters", "dataset": "dataset", "train": "jobs", "jobs": "jobs",
+                   "engines": "engines", "generate": "generate", "doctor": "doctor", "models": "models",
+                   "remotes": "remotes"}
+ALL_MODULES = ("characters", "dataset", "jobs", "engines", "generate", "doctor", "models", "remotes")  # help order
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is not an option or --volume's value)."""
+    rest = list(argv)
+    while rest:
+        head = rest.pop(0)
+        if head == "--volume" and rest:
+            rest.pop(0)
+        elif not head.startswith("-"):
+            return head
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     # Options every command accepts, before or after the subcommand. SUPPRESS keeps a value given
     # before the subcommand from being overwritten by the subcommand's default.
     common = argparse.ArgumentParser(add_help=False)
@@ -52,20 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"isengard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from isengard_desktop.cli import characters, dataset, doctor, engines, generate, jobs
+    import importlib
 
-    characters.add_parser(sub, common)
-    dataset.add_parser(sub, common)
-    jobs.add_parsers(sub, common)
-    engines.add_parser(sub, common)
-    generate.add_parser(sub, common)
-    doctor.add_parser(sub, common)
-    from isengard_desktop.cli import models
-
-    models.add_parser(sub, common)
-    from isengard_desktop.cli import remotes
-
-    remotes.add_parser(sub, common)
+    command = command_of(argv) if argv is not None else None
+    for name in (COMMAND_MODULES[command],) if command in COMMAND_MODULES else ALL_MODULES:
+        module = importlib.import_module(f"isengard_desktop.cli.{name}")
+        (module.add_parsers if name == "jobs" else module.add_parser)(sub, common)
     return parser
 
 
@@ -82,7 +94,7 @@ def confirm(args: argparse.Namespace, question: str) -> None:
 
 
 def run_cli(argv: list[str]) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     args.json = getattr(args, "json", False)
     if not getattr(args, "handler", None):
@@ -94,7 +106,7 @@ def run_cli(argv: list[str]) -> int:
     from isengard_desktop.storage.volume import resolve_volume_root
 
     verbose = getattr(args, "verbose", False)
-    app_log.configure(None, stderr_level=logging.INFO if verbose else logging.WARNING)
+    app_log.configure(None, stderr_level=logging.INFO if verbose else logging.WARNING, stderr_for_people=not verbose)
     ctx = None
     try:
         root, _source = resolve_volume_root(getattr(args, "volume", None))
@@ -109,7 +121,8 @@ def run_cli(argv: list[str]) -> int:
 
                 return unusable_volume(root, exc, args)
             raise
-        app_log.configure(volume.logs_dir, stderr_level=logging.INFO if verbose else logging.WARNING)
+        app_log.configure(volume.logs_dir, stderr_level=logging.INFO if verbose else logging.WARNING,
+                          stderr_for_people=not verbose)
         with app_log.correlation(f"cli_{args.command}_{args.action}"):
             ctx = AppContext.open(root, mode)
             return int(args.handler(ctx, args) or 0)

@@ -8,6 +8,7 @@ a fresh correlation id for one user action or job; worker processes receive it t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -122,8 +123,59 @@ class _DailyFileHandler(logging.Handler):
         super().close()
 
 
-def configure(logs_dir: Path | None, *, stderr_level: int = logging.WARNING, file_level: int = logging.INFO) -> None:
-    """Configure structlog and the stdlib root logger. Safe to call again (e.g. after the volume changes)."""
+# Sentences for warnings a person meets on the CLI, by event name; any other event gets a generic sentence.
+SENTENCES = {
+    "engine_source_files_missing": "{count} file(s) of the {engine} source could not be read from its snapshot "
+                                   "({files}); the install went on without them.",
+}
+_NOT_FOR_PEOPLE = {"event", "timestamp", "level", "logger", "correlation_id", "action", "exc_info", "exception"}
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        shown = ", ".join(str(item) for item in value[:3])
+        return shown + (f" and {len(value) - 3} more" if len(value) > 3 else "")
+    return str(value)
+
+
+def sentence(event: dict[str, Any]) -> str:
+    """One line a person can read for a structured log event (the CLI's stderr without ``-v``)."""
+    fields = {key: _short(value) for key, value in event.items() if key not in _NOT_FOR_PEOPLE}
+    name = str(event.get("event", "warning"))
+    if name in SENTENCES:
+        try:
+            return SENTENCES[name].format(**fields)
+        except (KeyError, IndexError, ValueError):
+            pass
+    if isinstance(event.get("message"), str):
+        return event["message"]
+    text = name.replace("_", " ").capitalize()
+    details = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in fields.items())
+    return f"{text} ({details})." if details else f"{text}."
+
+
+class _PersonFormatter(logging.Formatter):
+    """Renders the JSON line structlog made as one sentence: the CLI's stderr is for people (issue 15 item 7)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        try:
+            event = json.loads(text)
+        except ValueError:
+            return text
+        if not isinstance(event, dict):
+            return text
+        prefix = "warning: " if record.levelno == logging.WARNING else ""
+        return f"isengard: {prefix}{sentence(event)}".replace("\n", " ")
+
+
+def configure(logs_dir: Path | None, *, stderr_level: int = logging.WARNING, file_level: int = logging.INFO,
+              stderr_for_people: bool = False) -> None:
+    """Configure structlog and the stdlib root logger. Safe to call again (e.g. after the volume changes).
+
+    ``stderr_for_people``: stderr gets one sentence per event instead of its JSON line (the CLI without ``-v``;
+    the JSON still goes to the log file).
+    """
     shared = [
         structlog.contextvars.merge_contextvars,
         _ensure_correlation,
@@ -150,6 +202,8 @@ def configure(logs_dir: Path | None, *, stderr_level: int = logging.WARNING, fil
     root.setLevel(min(stderr_level, file_level))
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setLevel(stderr_level)
+    if stderr_for_people:
+        stderr.setFormatter(_PersonFormatter())
     stderr._isengard = True  # type: ignore[attr-defined]
     root.addHandler(stderr)
     if logs_dir is not None:

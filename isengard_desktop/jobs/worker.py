@@ -32,6 +32,7 @@ from isengard_desktop.jobs import protocol
 log = structlog.get_logger(__name__)
 
 TINY_MODEL = "tiny-flux"
+PROGRESS_FLUSH_S = 0.1  # progress lines reach the app at most this late; every other event goes at once
 
 
 class Channel:
@@ -44,6 +45,8 @@ class Channel:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self.done_sent = False
+        self._flushed = 0.0  # when stdout was last flushed (time.monotonic)
+        self._flush_timer: threading.Timer | None = None
 
     def emit(self, event: dict[str, Any]) -> None:
         with self._lock:
@@ -55,7 +58,12 @@ class Channel:
             if not self._orphaned:
                 try:
                     sys.stdout.write(line)
-                    sys.stdout.flush()
+                    if event.get("event") == "progress" and time.monotonic() - self._flushed < PROGRESS_FLUSH_S:
+                        # A tiny model reports dozens of steps a second: a write and a wake-up of the app per
+                        # step cost ~10 % of the step (E5). These lines go out together a moment later.
+                        self._flush_later()
+                    else:
+                        self._flush()
                     return
                 except (BrokenPipeError, ValueError, OSError):
                     # The app is gone: keep the work, stop at the next step with a checkpoint.
@@ -68,6 +76,25 @@ class Channel:
                     events.write(line)
             except OSError:
                 pass
+
+    def _flush(self) -> None:
+        sys.stdout.flush()
+        self._flushed = time.monotonic()
+
+    def _flush_later(self) -> None:
+        if self._flush_timer is None or not self._flush_timer.is_alive():
+            self._flush_timer = threading.Timer(PROGRESS_FLUSH_S, self._timed_flush)
+            self._flush_timer.daemon = True
+            self._flush_timer.start()
+
+    def _timed_flush(self) -> None:
+        with self._lock:
+            if not self._orphaned:
+                try:
+                    self._flush()
+                except (BrokenPipeError, ValueError, OSError):
+                    self._orphaned = True
+                    self._stopped.set()
 
     def request_stop(self, *_args: Any) -> None:
         self._stopped.set()

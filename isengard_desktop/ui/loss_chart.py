@@ -1,14 +1,21 @@
 """The live loss chart: raw loss and its exponential moving average, optional log scale.
 
-pyqtgraph costs a quarter to half a second to import: not at start-up, and not on the GUI thread when
-a run starts either. ``preload()`` imports it on a background thread once the window is up.
+pyqtgraph costs a quarter to half a second to import: not before the first frame, and not on the GUI thread
+when a run starts either. ``preload()`` loads it once the window is up, without stalling the window (E6):
+the parts that hold the GIL for long in one C call (its Qt shim creating every QtCore/QtGui/QtWidgets type
+through ``dir()``/``getattr``, the extra Qt extension modules) run on the GUI thread in slices of a few
+milliseconds between events; the rest, pure Python, is imported on a background thread.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
+import time
+from collections.abc import Iterator
 
+from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QCheckBox, QVBoxLayout, QWidget
 
 SMOOTHING = 0.9  # EMA weight of the past; the smoothed curve is what a person reads trends from
@@ -22,12 +29,50 @@ def smooth(values: list[float], weight: float = SMOOTHING) -> list[float]:
     return out
 
 
-def preload() -> threading.Thread:
-    """Import pyqtgraph off the GUI thread, so building the first chart does not stall the window."""
-    thread = threading.Thread(target=importlib.import_module, args=("pyqtgraph",), name="preload-pyqtgraph",
-                              daemon=True)
-    thread.start()
-    return thread
+# Qt extension modules pyqtgraph's shim imports: each one's initialisation is one C call holding the GIL.
+_QT_EXTRAS = ("PySide6.QtSvg", "PySide6.QtOpenGL", "PySide6.QtOpenGLWidgets", "PySide6.QtTest")
+SLICE_S = 0.004  # GUI-thread work per slice: well under a 60 Hz frame
+
+
+def _slices() -> Iterator[None]:
+    """The GUI-thread part of loading pyqtgraph, a little at a time (each ``next`` is one slice)."""
+    for name in _QT_EXTRAS:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # pyqtgraph copes without them
+            pass
+        yield
+    from PySide6 import QtCore, QtGui, QtWidgets
+
+    # PySide6 creates a class the first time it is looked up; pyqtgraph looks all ~700 up at once.
+    deadline = time.perf_counter() + SLICE_S
+    for module in (QtCore, QtGui, QtWidgets):
+        for name in dir(module):
+            getattr(module, name, None)
+            if time.perf_counter() > deadline:
+                yield
+                deadline = time.perf_counter() + SLICE_S
+
+
+def preload(parent: QObject | None = None) -> None:
+    """Load pyqtgraph without stalling the window: GUI-thread slices between events, then a background thread."""
+    if "pyqtgraph" in sys.modules:
+        return
+    steps = _slices()
+    timer = QTimer(parent)
+    timer.setInterval(0)
+
+    def step() -> None:
+        try:
+            next(steps)
+        except StopIteration:
+            timer.stop()
+            timer.deleteLater()
+            threading.Thread(target=importlib.import_module, args=("pyqtgraph",), name="preload-pyqtgraph",
+                             daemon=True).start()
+
+    timer.timeout.connect(step)
+    timer.start()
 
 
 class LossChart(QWidget):

@@ -3,7 +3,7 @@ the GPU and each engine's state."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QUrl, Signal
+from PySide6.QtCore import QObject, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QStackedWidget, QTabWidget
 
@@ -46,6 +46,7 @@ class MainWindow(QMainWindow):
     def __init__(self, ctx: AppContext) -> None:
         super().__init__()
         self.ctx = ctx
+        self._shown = self._after_frame_done = False
         self.setWindowTitle(f"{APP_NAME} — {ctx.volume.root}")
         self.resize(1240, 800)
         self.bridge = JobBridge(ctx.jobs)
@@ -77,12 +78,39 @@ class MainWindow(QMainWindow):
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         super().showEvent(event)
-        if not getattr(self, "_preloaded", False):
-            self._preloaded = True
+        if not self._shown:
+            self._shown = True
+            # In case no paint comes (a window shown minimised): the deferred work still runs.
+            QTimer.singleShot(1000, self._after_first_frame)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().paintEvent(event)
+        if not self._after_frame_done:
+            QTimer.singleShot(0, self._after_first_frame)  # once this frame is on screen
+
+    def _after_first_frame(self) -> None:
+        """What the first frame does not need (issue 14): engine states, the GPU, ComfyUI, the chart library."""
+        if self._after_frame_done:
+            return
+        self._after_frame_done = True
+        text, tip = engine_states()
+        self.engines_label.setText(text)
+        self.engines_label.setToolTip(tip)
+        # nvidia-smi can take a second: ask off the GUI thread.
+        run_in_background(self, lambda _p, _c: detect_gpu(), on_done=lambda info: self.gpu_label.setText(
+            f"GPU: {info.summary}"))
+        self._start_comfyui()
+        # The chart library loads when the Training tab is first shown (E6: not in the first seconds, when
+        # loading it stalled the window), well before a person can press Start there.
+        self.tabs.currentChanged.connect(self._preload_chart)
+        self._preload_chart()
+
+    def _preload_chart(self, *_args) -> None:
+        if self.tabs.currentWidget() is self.training and self.stack.currentWidget() is self.tabs:
             from isengard_desktop.ui.loss_chart import preload
 
-            preload()
-            self._start_comfyui()
+            self.tabs.currentChanged.disconnect(self._preload_chart)
+            preload(self)
 
     def show_first_run(self) -> None:
         """Show the first-run page (at start on a volume not set up yet, or from Settings)."""
@@ -166,17 +194,12 @@ class MainWindow(QMainWindow):
         if self.ctx.mode == FAST_TEST:
             mode.setStyleSheet("color:#d9b36c;")
         self.gpu_label = QLabel("GPU: checking…")
-        text, tip = engine_states()
-        self.engines_label = engines = QLabel(text)
-        engines.setToolTip(tip)
+        self.engines_label = engines = QLabel("Engines: checking…")  # filled in after the first frame
         bar.addWidget(mode)
         detail = "tiny model, samples are noise" if self.ctx.mode == FAST_TEST else "real engines and base models"
         bar.addWidget(QLabel(detail), 1)
         bar.addPermanentWidget(self.gpu_label)
         bar.addPermanentWidget(engines)
-        # nvidia-smi can take a second: ask off the GUI thread, after the window is up.
-        run_in_background(self, lambda _p, _c: detect_gpu(), on_done=lambda info: self.gpu_label.setText(
-            f"GPU: {info.summary}"))
 
     def _comfyui_changed(self, status) -> None:
         text, tip = engine_states(status.state, status.detail)
@@ -194,6 +217,7 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return
+        self._after_frame_done = True  # nothing deferred starts once the window is closing
         self.ctx.jobs.shutdown(wait=60)
         self.bridge.close()
         self.dataset.shutdown()

@@ -1,0 +1,115 @@
+"""Benchmark (E6): the longest event-loop stall in the first two seconds after the window appears.
+
+Each run is a fresh process (nothing imported yet) that builds the window as `isengard` does (ui/app.py's
+run_gui: context, MainWindow, show, the deferred work it schedules) on a volume with three characters, then
+measures the gaps of a 10 ms QTimer heartbeat for two seconds from its first painted frame (the frame itself
+is what bench/startup.py times). The reference is the same heartbeat in a bare
+five-tab PySide6 window. Target: <= 30 ms. Median over runs, interleaved.
+
+    .venv/bin/python bench/startup_stall.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def _child(kind: str, volume: str) -> None:
+    from heartbeat import Heartbeat
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QTabWidget
+
+    app = QApplication([])
+    if kind == "app":
+        from isengard_desktop.resources import resource_path
+        from isengard_desktop.ui import app as app_module
+
+        app.setStyleSheet(resource_path("style.qss").read_text(encoding="utf-8"))
+        ctx = app_module._open_context(volume)
+        from isengard_desktop.ui.main_window import MainWindow
+
+        window = MainWindow(ctx)
+        window.show()
+        QTimer.singleShot(0, window.training.offer_interrupted_jobs)
+    else:
+        ctx = None
+        window = QMainWindow()
+        window.resize(1240, 800)
+        tabs = QTabWidget()
+        for title in ("Characters", "Dataset", "Training", "Generate", "Jobs"):
+            tabs.addTab(QLabel(title), title)
+        window.setCentralWidget(tabs)
+        window.show()
+    beat = Heartbeat()
+    from PySide6.QtCore import QEvent, QObject
+
+    class FirstFrame(QObject):  # the window has appeared once its first paint is done: start listening then
+        def eventFilter(self, watched, event):  # noqa: N802 (Qt's name)
+            if event.type() == QEvent.Type.Paint and not getattr(self, "seen", False):
+                self.seen = True
+                QTimer.singleShot(0, beat.start)
+                QTimer.singleShot(2000, app.quit)
+            return False
+
+    spy = FirstFrame()
+    window.installEventFilter(spy)
+    app.exec()
+    beat.stop()
+    window.close()
+    if ctx is not None:
+        ctx.close()
+    print(json.dumps({"longest_ms": beat.longest_ms, "p99_ms": beat.percentile_ms(0.99)}))
+
+
+def _run(kind: str, volume: Path) -> float:
+    env = dict(os.environ, ISENGARD_MODE="fast-test")
+    if not env.get("DISPLAY"):
+        env["QT_QPA_PLATFORM"] = "offscreen"
+    out = subprocess.run([sys.executable, __file__, "--child", kind, str(volume)], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["longest_ms"]
+
+
+def measure(runs: int = 5) -> list[dict]:
+    from startup import prepare
+
+    with tempfile.TemporaryDirectory() as folder:
+        volume = Path(folder) / "volume"
+        prepare(volume)
+        _run("app", volume)  # warm the page cache
+        app, bare = [], []
+        for _ in range(runs):
+            app.append(_run("app", volume))
+            bare.append(_run("bare", volume))
+    return [{"name": "E6 longest stall, first 2 s", "figure": statistics.median(app),
+             "reference": statistics.median(bare), "reference_name": "bare 5-tab window", "max_figure": 30.0,
+             "max_ratio": None, "unit": "ms", "spread": (min(app), max(app))}]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "VOLUME"))
+    args = parser.parse_args()
+    if args.child:
+        _child(*args.child)
+        return
+    for row in measure(args.runs):
+        low, high = row["spread"]
+        print(f"{row['name']}: median {row['figure']:.1f} ms (runs {low:.0f}-{high:.0f}), "
+              f"{row['reference_name']} {row['reference']:.1f} ms (target <= 30 ms)")
+
+
+if __name__ == "__main__":
+    main()
