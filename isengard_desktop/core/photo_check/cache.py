@@ -7,17 +7,21 @@ embedder was downloaded (or by an older detector) are not reused for a newer che
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from isengard_desktop.core.photo_check.measure import DETECTOR_ID, Measures
 from isengard_desktop.storage.db import Database, now_iso
+
+if TYPE_CHECKING:  # the window reads the cache: OpenCV's and numpy's imports wait until a figure needs them
+    import numpy as np
+
+    from isengard_desktop.core.photo_check.measure import Measures
 
 MEASURES_VERSION = 1  # bump when measure.py computes a figure differently
 
 
 def analyser_id(embedder_id: str | None) -> str:
+    from isengard_desktop.core.photo_check.measure import DETECTOR_ID
+
     return f"{DETECTOR_ID}+m{MEASURES_VERSION}+{embedder_id or 'none'}"
 
 
@@ -37,6 +41,8 @@ class PhotoCheckCache:
         return out
 
     def put(self, sha256: str, analyser: str, m: Measures, embedding: np.ndarray | None) -> None:
+        import numpy as np
+
         blob = None if embedding is None else np.asarray(embedding, dtype="<f4").tobytes()
         with self.db.transaction() as conn:
             conn.execute(
@@ -48,6 +54,8 @@ class PhotoCheckCache:
 
 
 def _decode(row: Any) -> dict[str, Any]:
+    import numpy as np
+
     blob = row["embedding"]
     return {
         "width": row["width"], "height": row["height"], "faces": json.loads(row["faces"]),

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from isengard_desktop.core.photo_check.tiny_embedder import TINY_EMBEDDER_ID, TINY_FILE, ensure_tiny_embedder
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SFACE_MODEL_ID = "sface"  # the catalogue's id (resources/models/catalogue.json)
 SFACE_EMBEDDER_ID = "sface-2021dec"
@@ -69,6 +71,7 @@ class Embedder:
     def embed(self, face_rgb: np.ndarray) -> np.ndarray:
         """A unit-length float32 embedding of a face crop (RGB)."""
         import cv2
+        import numpy as np
 
         # SFace expects a 112x112 BGR face; without landmarks (the Haar detector gives none) the crop is resized
         # rather than warped onto five points, which costs SFace some accuracy on turned heads.

@@ -31,7 +31,6 @@ from isengard_desktop.storage.volume import Volume
 log = structlog.get_logger(__name__)
 
 Emit = Callable[[dict[str, Any]], None]
-KIND = "dataset_check"
 REPORT_FILE = "report.json"
 PROGRESS_INTERVAL_S = 0.25
 

@@ -12,13 +12,13 @@ from isengard_desktop.core.dataset import DatasetImage, ImageFilter
 from isengard_desktop.core.photo_check import embedder as embedders
 from isengard_desktop.core.photo_check.analyse import PhotoInput, Report, build_report
 from isengard_desktop.core.photo_check.cache import PhotoCheckCache, analyser_id
-from isengard_desktop.core.photo_check.job import KIND
 from isengard_desktop.errors import ValidationError
 from isengard_desktop.storage.jobs_repo import JobRow
 
 if TYPE_CHECKING:
     from isengard_desktop.context import AppContext
 
+KIND = "dataset_check"  # the job's kind: the manager runs it on its CPU lane
 ENGINE = "photo_check"  # recorded on the job (no engine plugin runs it: the worker calls core.photo_check.job)
 
 

@@ -11,10 +11,12 @@ dependency to write one small file is not worth it. Building it twice gives the 
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from isengard_desktop.storage import atomic
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TINY_EMBEDDER_ID = "tiny-sface"
 TINY_FILE = "tiny-sface/tiny_sface.onnx"
@@ -75,6 +77,8 @@ def _node(op: str, inputs: list[str], outputs: list[str], attrs: list[bytes] = (
 
 def model_bytes(seed: int = 0) -> bytes:
     """The tiny embedder's ONNX ModelProto (IR 7, opset 11)."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     conv_w = rng.normal(0, 0.05, (_CHANNELS, 3, 8, 8))
     conv_b = rng.normal(0, 0.05, (_CHANNELS,))
