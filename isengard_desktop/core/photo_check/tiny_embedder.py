@@ -3,7 +3,7 @@
 SFace (the production embedder) is an ONNX graph with input ``data`` [1, 3, 112, 112] and output ``fc1``
 [1, 128], run by OpenCV's ``cv2.FaceRecognizerSF``. This file writes a graph with the same input and output
 (Conv 8x8/8 -> Relu -> GlobalAveragePool -> Flatten -> Gemm to 128) and seeded random weights, so fast-test
-runs the same loading and embedding code on a 5 kB model. The ONNX protobuf is written by hand (about forty
+runs the same loading and embedding code on an 11 kB model. The ONNX protobuf is written by hand (about forty
 lines of wire format) rather than through the ``onnx`` package: fast-test is a product mode, and a 17 MB
 dependency to write one small file is not worth it. Building it twice gives the same bytes.
 """
