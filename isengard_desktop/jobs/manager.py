@@ -233,8 +233,10 @@ class JobManager:
             self._schedule()
             return self.get(job.id)
         if job.kind not in RESUMABLE_KINDS:
-            raise ValidationError(f"Job {job.id} is a {job.kind}; only training runs and downloads resume. To make "
-                                  "these images again, select one in the Generate gallery and press Reuse parameters.")
+            again = ("To caption the rest, run Caption all (or `isengard dataset autocaption`) again: it replaces "
+                     "automatic captions and keeps yours." if job.kind == "caption" else
+                     "To make these images again, select one in the Generate gallery and press Reuse parameters.")
+            raise ValidationError(f"Job {job.id} is a {job.kind}; only training runs and downloads resume. {again}")
         if job.state not in RESUMABLE_STATES:
             raise ValidationError(f"Job {job.id} is {job.state}; only a cancelled, interrupted or failed job can be "
                                   "resumed.")
