@@ -86,6 +86,8 @@ class GenerateForm(QWidget):
         self.engine_note = label("", "muted")
         form.addRow("Engine", self.engine)
         form.addRow("", self.engine_note)
+        self.run_on = QComboBox()  # filled by the tab (ui/training_form.py fill_run_on): this computer or a remote
+        form.addRow("Run on", self.run_on)
         self.prompt = QPlainTextEdit()
         self.prompt.setPlaceholderText(PLACEHOLDER.format(who="a person"))
         self.prompt.setFixedHeight(90)

@@ -19,6 +19,7 @@ from isengard_desktop.storage.jobs_repo import GenerationRow
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.gallery import GalleryModel, GalleryView, PathRole, RowRole
 from isengard_desktop.ui.generate_form import GenerateForm
+from isengard_desktop.ui.training_form import chosen_remote, fill_run_on
 from isengard_desktop.ui.widgets import button, label
 
 PREVIEW_SIDE = 256
@@ -131,6 +132,7 @@ class GenerateTab(QWidget):
     def _loaded(self, result) -> None:
         engines, options, triggers, items = result
         self.form.set_engines(engines, self.ctx.settings.default_image_engine)
+        fill_run_on(self.form.run_on, self.ctx)
         self.form.set_lora_options(options, triggers, offer=self._offer)
         self._offer = None
         self.model.set_items(items)
@@ -159,22 +161,34 @@ class GenerateTab(QWidget):
     def generate(self) -> None:
         engine = self.form.engine.currentData()
         values = self.form.values()
+        remote = chosen_remote(self.form.run_on)
         try:
-            availability = getattr(self.form, "engine_availability", {}).get(engine)
-            if availability is not None and not availability.available:
-                raise IsengardError(availability.reason)
-            request = generation.build_request(self.ctx.volume, self.ctx.mode, engine, values.pop("prompt"),
-                                               values.pop("loras"), **values)
+            prompt, loras = values.pop("prompt"), values.pop("loras")
+            meta: dict = {}
+            if remote:  # the built-in engine there, the LoRAs sent with the job (core/remote/jobs.py)
+                from isengard_desktop.core.remote.jobs import remote_generation_request
+
+                engine, request, meta["remote"] = remote_generation_request(
+                    self.ctx, remote, None,
+                    lambda mode, name: generation.build_request(self.ctx.volume, mode, name, prompt, loras, **values))
+            else:
+                availability = getattr(self.form, "engine_availability", {}).get(engine)
+                if availability is not None and not availability.available:
+                    raise IsengardError(availability.reason)
+                request = generation.build_request(self.ctx.volume, self.ctx.mode, engine, prompt, loras, **values)
             with correlation("generate_clicked"):
-                self.ctx.start_service(engine)
-                job = self.ctx.jobs.submit("generation", engine, request.to_dict(), meta={"aspect": request.aspect})
+                if not remote:
+                    self.ctx.start_service(engine)
+                job = self.ctx.jobs.submit("generation", engine, request.to_dict(),
+                                           meta={"aspect": request.aspect, **meta})
         except IsengardError as exc:
             self._show_error(exc)
             return
         self.job_id = job.id
         self.progress.setRange(0, request.steps * request.batch_count)
         self.progress.setValue(0)
-        self.status.setText(f"Queued: {request.batch_count} image(s), seed {request.seed}.")
+        where = f" on {remote} with the built-in engine" if remote else ""  # only it generates on a remote
+        self.status.setText(f"Queued{where}: {request.batch_count} image(s), seed {request.seed}.")
         self.generate_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
 

@@ -22,6 +22,29 @@ from isengard_desktop.errors import IsengardError
 from isengard_desktop.ui.widgets import label
 
 
+def fill_run_on(combo: QComboBox, ctx: AppContext) -> None:
+    """The "Run on" picker (Training and Generate): this computer, then each registered remote; keeps the choice."""
+    from isengard_desktop.core.remote.jobs import run_on_choices
+
+    chosen = combo.currentData()
+    combo.blockSignals(True)
+    combo.clear()
+    for text, value in run_on_choices(ctx.volume):
+        combo.addItem(text, value)
+    combo.setCurrentIndex(max(combo.findData(chosen), 0))
+    combo.setToolTip("Where the job runs: this computer, or a remote GPU machine added in Settings → Remotes "
+                     "(its photos and settings are sent there, the results come back here).")
+    combo.blockSignals(False)
+
+
+def chosen_remote(combo: QComboBox) -> str | None:
+    """The remote a "Run on" picker names, or None for this computer."""
+    from isengard_desktop.core.remote.jobs import is_remote
+
+    value = combo.currentData()
+    return value if is_remote(value) else None
+
+
 def _spin(low: int, high: int, step: int = 1) -> QSpinBox:
     box = QSpinBox()
     box.setRange(low, high)
@@ -49,6 +72,8 @@ class TrainingForm(QWidget):
         form.addRow("Preset", self.preset)
         form.addRow("", self.preset_info)
         form.addRow("Engine", self.engine)
+        self.run_on = QComboBox()
+        form.addRow("Run on", self.run_on)
         self.advanced = QGroupBox("Advanced (overrides the preset)")
         self.advanced.setCheckable(True)
         self.advanced.setChecked(False)
@@ -86,7 +111,7 @@ class TrainingForm(QWidget):
         layout.addWidget(self.advanced)
         layout.addWidget(self.verdict)
         self.preset.currentIndexChanged.connect(self._load_preset_values)
-        for widget in (self.character, self.base_model, self.engine):
+        for widget in (self.character, self.base_model, self.engine, self.run_on):
             widget.currentIndexChanged.connect(self.changed)
         self.engine.currentIndexChanged.connect(self._show_preset_info)
         self.advanced.toggled.connect(self.changed)
@@ -124,6 +149,7 @@ class TrainingForm(QWidget):
                 chosen = None
         self.engine.setCurrentIndex(self.engine.findData(chosen) if chosen else -1)
         self.engine.blockSignals(False)
+        fill_run_on(self.run_on, self.ctx)
         self._show_preset_info()
         self.changed.emit()
 

@@ -25,10 +25,11 @@ from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.core.training import build_spec
 from isengard_desktop.core.units import human_duration
 from isengard_desktop.errors import IsengardError
+from isengard_desktop.jobs.remote_job import LANE_PREFIX
 from isengard_desktop.storage.jobs_repo import RESUMABLE_STATES
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.loss_chart import LossChart
-from isengard_desktop.ui.training_form import TrainingForm
+from isengard_desktop.ui.training_form import TrainingForm, chosen_remote
 from isengard_desktop.ui.widgets import Banner, button, label
 
 
@@ -140,10 +141,18 @@ class TrainingTab(QWidget):
             self.form.verdict.setText("Create a character and add photos first (Characters tab).")
             self.start_button.setEnabled(False)
             return None
+        remote = chosen_remote(self.form.run_on)
         try:
-            spec, check = build_spec(self.ctx.volume, self.ctx.dataset, character, self.ctx.mode,
-                                     self.form.preset.currentData(), self.form.overrides(),
-                                     self.form.base_model.currentData())
+            if remote:  # built for the remote: its mode and base model, not this computer's (core/remote/jobs.py)
+                from isengard_desktop.core.remote.jobs import remote_training_spec
+
+                _engine, spec, check, _meta = remote_training_spec(
+                    self.ctx, character, remote, self.form.engine.currentData(), self.form.preset.currentData(),
+                    self.form.overrides())
+            else:
+                spec, check = build_spec(self.ctx.volume, self.ctx.dataset, character, self.ctx.mode,
+                                         self.form.preset.currentData(), self.form.overrides(),
+                                         self.form.base_model.currentData())
         except IsengardError as exc:
             self.form.verdict.setText(f"✖ {exc}")
             self.start_button.setEnabled(False)
@@ -151,7 +160,7 @@ class TrainingTab(QWidget):
         lines = [f"✖ {p}" for p in check.problems] + [f"• {w}" for w in check.warnings]
         if check.ok:
             lines.insert(0, f"✔ Ready: {len(spec.dataset)} photos, {spec.steps} steps, rank {spec.rank}.")
-        memory = self._memory_plan(spec)
+        memory = None if remote else self._memory_plan(spec)  # this computer's card says nothing of the remote's
         if memory is not None:
             from isengard_desktop.core.training_plan import describe
 
@@ -160,8 +169,10 @@ class TrainingTab(QWidget):
                 check.problems.append(memory.reason)
         lines += self._photo_lines(character.id)  # Check photos' verdict: a warning, never a refusal
         self.form.verdict.setText("\n".join(lines))
+        # One job at a time per machine: this computer's GPU lane, or the chosen remote's lane.
+        lane = f"{LANE_PREFIX}{remote}" if remote else "gpu"
         self.start_button.setEnabled(check.ok and self.form.engine.currentData() is not None
-                                     and not self.ctx.jobs.running_jobs(lane="gpu"))
+                                     and not self.ctx.jobs.running_jobs(lane=lane))
         return spec, check
 
     def _memory_plan(self, spec):
@@ -225,9 +236,13 @@ class TrainingTab(QWidget):
             return None
         spec, _check = built
         character = self._character()
+        meta = {"preset": self.form.preset.currentData()}
+        remote = chosen_remote(self.form.run_on)
+        if remote:
+            meta["remote"] = {"name": remote}
         with correlation("training_start", character_id=character.id):
             job = self.ctx.jobs.submit("training", self.form.engine.currentData(), spec.to_dict(), character.id,
-                                       meta={"preset": self.form.preset.currentData()})
+                                       meta=meta)
         self.show_job(job.id)
         self._reload_runs()
         return job.id

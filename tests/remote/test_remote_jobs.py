@@ -32,6 +32,8 @@ from isengard_desktop.core.remote.sync import RemoteSide, sync_inputs
 from tests.remote.conftest import SshdServer
 
 pytestmark = pytest.mark.slow
+# The window test's QApplication reads the platform once, when pytest-qt makes it (as tests/ui/conftest.py sets it).
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 INSTALLED = Path(sys.executable).parent / "isengard"
 REMOTE = "gpu1"
@@ -266,3 +268,53 @@ def test_a_wrong_key_fails_the_job_with_a_clear_error(ctx: AppContext, ssh_env: 
     job = json.loads(done.stdout)
     assert done.returncode == 1 and job["state"] == "failed"
     assert "refused the key" in job["error"] and "Traceback" not in done.stderr
+
+
+def test_the_window_runs_training_and_generation_on_the_remote(qtbot, ctx: AppContext,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The "Run on" pickers of the Training and Generate tabs, as a person uses them."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QMessageBox
+
+    from isengard_desktop.ui.main_window import MainWindow
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
+    monkeypatch.delenv("ISENGARD_COMFYUI_DIR", raising=False)
+    ctx.settings.first_run_done = True
+    window = MainWindow(ctx)
+    qtbot.addWidget(window)
+    window.show()
+    tab = window.training
+    window.tabs.setCurrentWidget(tab)
+    tab.refresh()
+    picker = tab.form.run_on
+    assert [picker.itemData(i) for i in range(picker.count())] == ["local", REMOTE]
+    picker.setCurrentIndex(picker.findData(REMOTE))
+    tab.form.advanced.setChecked(True)
+    tab.form.steps.setValue(8)
+    tab.form.save_every.setValue(4)
+    tab.form.sample_every.setValue(4)
+    qtbot.waitUntil(tab.start_button.isEnabled, timeout=20_000)
+    qtbot.mouseClick(tab.start_button, Qt.MouseButton.LeftButton)
+    job_id = tab.job_id
+    assert job_id and ctx.jobs.get(job_id).params["remote"]["name"] == REMOTE
+    qtbot.waitUntil(lambda: ctx.jobs.get(job_id).state in ("succeeded", "failed"), timeout=180_000)
+    assert ctx.jobs.get(job_id).state == "succeeded", ctx.jobs.get(job_id).error
+    # Progress, the chart and the samples came from the remote worker, live, through the same bridge.
+    qtbot.waitUntil(lambda: tab.progress.value() == 8, timeout=10_000)
+    assert len(tab.chart.steps) == 8 and tab.samples.count() >= 2
+    # The LoRA is offered in Generate, which runs on the remote too.
+    generate = window.generate
+    window.tabs.setCurrentWidget(generate)
+    generate.refresh()
+    qtbot.waitUntil(lambda: bool(generate.form.options), timeout=20_000)
+    generate.form.run_on.setCurrentIndex(generate.form.run_on.findData(REMOTE))
+    generate.form.prompt.setPlainText("a photo of ohwx_ada")
+    qtbot.waitUntil(lambda: len(generate.form.lora_rows) == 1, timeout=20_000)
+    generate.form.steps.setValue(2)
+    qtbot.mouseClick(generate.generate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: generate.status.text() == "Done.", timeout=180_000)
+    assert generate.model.rowCount() == 1
+    made = ctx.jobs.list(kind="generation")[0]
+    assert made.params["remote"]["name"] == REMOTE and made.engine == "diffusers"
+    window.close()
