@@ -141,6 +141,8 @@ class FirstRunPage(QWidget):
             self.models_box.addWidget(label(f"The model catalogue could not be read: {exc}", "error"))
             return
         for model in models:
+            if model.role != "base":  # the face embedder, the captioner: optional, offered in Settings → Models
+                continue
             panel = ModelDownloadPanel(self.ctx, self.bridge, model)
             panel.changed.connect(self._model_changed)
             self.model_panels.append(panel)
