@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -96,5 +97,34 @@ def test_a_check_runs_while_the_gpu_is_taken(volume: Path) -> None:
         assert PhotoCheckService(ctx).report(character.id).summary["issues"].get("not_checked") is None
     finally:
         training.release()
+        ctx.jobs.shutdown(wait=5)
+        ctx.close()
+
+
+@pytest.mark.slow
+def test_cancel_keeps_what_was_measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancelled after its first photo, the check ends cancelled and the photos measured so far stay cached."""
+    from isengard_desktop.core.photo_check.service import PhotoCheckService
+
+    monkeypatch.setenv("ISENGARD_MODE", "fast-test")
+    folder = tmp_path / "photos"
+    real_photos.make(folder)
+    ctx = AppContext.open(tmp_path / "vol", "fast-test")
+    try:
+        character = ctx.characters.create("Eileen", "ohwx_eileen")
+        ctx.importer.run(character.id, [str(folder)])
+        total = len(ctx.dataset.list())
+        first = threading.Event()
+        ctx.jobs.subscribe(lambda _job, e: first.set() if e.get("event") == "progress" and e.get("step") else None)
+        job = PhotoCheckService(ctx).submit(character.id)
+        assert first.wait(120)
+        ctx.jobs.cancel(job.id)
+        final = ctx.jobs.wait(job.id, timeout=60)
+        assert final.state == "cancelled", final.error
+        measured = ctx.db.query_one("SELECT COUNT(*) AS n FROM photo_checks")["n"]
+        assert 1 <= measured < total
+        summary = PhotoCheckService(ctx).report(character.id).summary
+        assert summary["issues"]["not_checked"] == total - measured  # the window shows which are left
+    finally:
         ctx.jobs.shutdown(wait=5)
         ctx.close()
