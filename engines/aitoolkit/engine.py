@@ -131,7 +131,8 @@ class AIToolkitEngine:
             # The worker ignores SIGINT (the CLI turns Ctrl+C into a stop request); AI-Toolkit must not.
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
-        readers = [threading.Thread(target=run.read, args=(stream,), daemon=True) for stream in (proc.stdout, proc.stderr)]
+        readers = [threading.Thread(target=run.read, args=(stream,), daemon=True)
+                   for stream in (proc.stdout, proc.stderr)]
         for reader in readers:
             reader.start()
         stopped = False
@@ -149,9 +150,11 @@ class AIToolkitEngine:
             raise RuntimeError(f"The loss became NaN at step {run.nan_step}; lower the learning rate "
                                f"({spec.learning_rate}) and train again.")
         if stopped:
-            lost = run.step - run.checkpoint_step
+            # AI-Toolkit prints a step's progress after saving it: the checkpoint can be ahead of the last bar seen.
+            stopped_at = max(run.step, run.checkpoint_step)
+            lost = stopped_at - run.checkpoint_step
             emit({"event": "log", "level": "warning",
-                  "message": f"Stopped at step {run.step}; the last checkpoint is step {run.checkpoint_step}, so "
+                  "message": f"Stopped at step {stopped_at}; the last checkpoint is step {run.checkpoint_step}, so "
                              f"{lost} step(s) will be trained again when you resume."})
             emit({"event": "done", "state": "cancelled"})
             return "cancelled"

@@ -101,16 +101,19 @@ def test_real_aitoolkit_run_cancel_resume_and_load(tmp_path: Path, tiny_flux: Pa
         checkpoint = next(e["step"] for e in events[:cut] if e["event"] == "checkpoint")
         before = [e for e in events[:cut] if e["event"] == "progress" and e.get("loss") is not None]
         after = [e for e in events[cut:] if e["event"] == "progress" and e.get("loss") is not None]
-        assert checkpoint == 4 and before and max(e["step"] for e in before) >= checkpoint
-        assert after and checkpoint <= after[0]["step"] <= checkpoint + 1, (checkpoint, after[0])
-        assert [e["step"] for e in after] == sorted(e["step"] for e in after) and after[-1]["step"] == 8
+        # AI-Toolkit prints a step's bar after saving it, so the cancelled run may end one step before its checkpoint.
+        assert checkpoint == 4 and before and before[-1]["step"] >= checkpoint - 1, before
+        assert after and after[0]["step"] == checkpoint + 1, (checkpoint, after[0])  # not from step 1 again
         curve = [(e["step"], e["loss"]) for e in before if e["step"] <= checkpoint] + [
-            (e["step"], e["loss"]) for e in after if e["step"] > checkpoint]
-        assert [step for step, _ in curve] == sorted({step for step, _ in curve}) and curve[-1][0] == 8
+            (e["step"], e["loss"]) for e in after]
+        steps = [step for step, _ in curve]
+        assert steps == sorted(steps) and steps[-1] == 8, steps  # one curve, on from where it stopped
         assert all(0 < loss < 100 for _, loss in curve)
         job_log = (ctx.jobs.job_dir(final) / "job.log").read_text(encoding="utf-8")
         assert "RESUMING FROM" in job_log and "_000000004.safetensors" in job_log
         assert "Loading optimizer state" in job_log
+        stopped = next(e["message"] for e in events[:cut] if e["event"] == "log" and "Stopped at" in e["message"])
+        assert "-" not in stopped.split(", so ")[1], stopped  # never "-1 step(s) will be trained again"
         from safetensors import safe_open
 
         with safe_open(final.result["lora"], "pt") as handle:
