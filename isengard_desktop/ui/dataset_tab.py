@@ -81,8 +81,11 @@ class DatasetTab(QWidget):
         self.check_progress = QProgressBar()
         self.check_progress.setFixedWidth(220)
         self.check_progress.setVisible(False)
+        self.check_cancel = button("Cancel")
+        self.check_cancel.setToolTip("Stop the check; the photos checked so far keep their results")
+        self.check_cancel.setVisible(False)
         self.check_verdict = label("", "muted")
-        for widget in (self.check_button, self.check_progress):
+        for widget in (self.check_button, self.check_progress, self.check_cancel):
             self.actions_row.addWidget(widget)
         self.actions_row.addWidget(self.check_verdict, 1)
         layout.addLayout(self.actions_row)
@@ -144,6 +147,7 @@ class DatasetTab(QWidget):
         self.duplicates.toggled.connect(self.reload)
         self.issue_filter.currentIndexChanged.connect(self.reload)
         self.check_button.clicked.connect(self.check_photos)
+        self.check_cancel.clicked.connect(self.cancel_check)
         if bridge is not None:
             bridge.event.connect(self._on_job_event)
         self.select_all.clicked.connect(self.view.selectAll)
@@ -254,8 +258,22 @@ class DatasetTab(QWidget):
         self.check_button.setEnabled(False)
         self.check_progress.setRange(0, 0)  # busy until the worker says how many photos
         self.check_progress.setVisible(True)
+        self.check_cancel.setVisible(True)
+        self.check_cancel.setEnabled(True)
         self.check_verdict.setText("Checking photos…")
         return job.id
+
+    def cancel_check(self) -> None:
+        """Ask the check's worker to stop (what it measured stays cached); the job's end event tidies up."""
+        if self.check_job is None:
+            return
+        try:
+            self.ctx.jobs.cancel(self.check_job)
+        except IsengardError as exc:  # it ended meanwhile
+            self.check_verdict.setText(str(exc))
+            return
+        self.check_cancel.setEnabled(False)
+        self.check_verdict.setText("Stopping the check…")
 
     def _on_job_event(self, job_id: str, event: dict) -> None:
         if job_id != self.check_job:
@@ -269,6 +287,7 @@ class DatasetTab(QWidget):
         elif kind == "state" and event.get("state") not in ("queued", "running"):
             self.check_job = None
             self.check_progress.setVisible(False)
+            self.check_cancel.setVisible(False)
             self.check_button.setEnabled(True)
             if event.get("state") != "succeeded":
                 self._check_error = event.get("error") or f"The check ended {event.get('state')}."

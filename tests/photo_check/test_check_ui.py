@@ -31,8 +31,9 @@ def test_check_photos_badges_filter_faces_and_preflight(qtbot, window, ctx, tmp_
     assert all("not_checked" in tab.model.index(r).data(IssuesRole) for r in range(4))
 
     qtbot.mouseClick(tab.check_button, Qt.MouseButton.LeftButton)
-    assert not tab.check_button.isEnabled() and tab.check_progress.isVisible()
+    assert not tab.check_button.isEnabled() and tab.check_progress.isVisible() and tab.check_cancel.isVisible()
     qtbot.waitUntil(lambda: tab.check_job is None, timeout=90_000)
+    assert not tab.check_cancel.isVisible()
     qtbot.waitUntil(lambda: "look usable" in tab.check_verdict.text(), timeout=10_000)
     assert not tab.check_progress.isVisible()
 
@@ -65,3 +66,22 @@ def test_check_photos_badges_filter_faces_and_preflight(qtbot, window, ctx, tmp_
     qtbot.waitUntil(lambda: "two_people.jpg (several faces" in form.verdict.text(), timeout=10_000)
     assert "1 of 4 look usable" in form.verdict.text()
     assert window.training.start_button.isEnabled()
+
+
+@pytest.mark.slow
+def test_cancel_a_check_from_the_dataset_tab(qtbot, window, ctx, tmp_path: Path):  # noqa: F811
+    folder = tmp_path / "photos"
+    real_photos.make(folder)
+    character = ctx.characters.create("Eileen", "ohwx_eileen")
+    ctx.importer.run(character.id, [str(folder)])
+    window.tabs.setCurrentWidget(window.dataset)
+    tab = window.dataset
+    tab.refresh()
+    tab.character.setCurrentIndex(tab.character.findData(character.id))
+    qtbot.waitUntil(lambda: tab.model.rowCount() == len(list(folder.iterdir())), timeout=10_000)
+    qtbot.mouseClick(tab.check_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(tab.check_cancel, Qt.MouseButton.LeftButton)
+    assert "Stopping" in tab.check_verdict.text()
+    qtbot.waitUntil(lambda: tab.check_job is None, timeout=60_000)
+    qtbot.waitUntil(lambda: "cancelled" in tab.check_verdict.text(), timeout=10_000)
+    assert tab.check_button.isEnabled() and not tab.check_cancel.isVisible()
