@@ -60,7 +60,10 @@ class Captioner:
         started = time.monotonic()
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
         self.images = image_processor_class().from_pretrained(self.folder)
-        self.model = Qwen3VLForConditionalGeneration.from_pretrained(self.folder, dtype=dtype).to(self.device).eval()
+        # Loaded straight onto the device (accelerate, a peft dependency): a 12 GB card's machine need not hold the
+        # 9 GB of weights in RAM first.
+        self.model = Qwen3VLForConditionalGeneration.from_pretrained(self.folder, dtype=dtype,
+                                                                     device_map=self.device).eval()
         self.image_token_id = self.tokenizer.convert_tokens_to_ids(IMAGE_PAD)
         # A caption never contains vision markers; a model that emits one has lost its way (the tiny one does).
         self.suppress = [self.tokenizer.convert_tokens_to_ids(t) for t in VISION_TOKENS]
