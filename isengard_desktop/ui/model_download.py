@@ -33,6 +33,7 @@ TARGETS = (
     ("training", ("diffusers", "aitoolkit"), "Training and the built-in generator (diffusers layout, AI-Toolkit)"),
     ("comfyui", ("comfyui",), "ComfyUI generation (single files)"),
     ("captions", ("captioner",), "Automatic captions (Dataset tab, Caption all)"),
+    ("identity", ("photo_check",), "Identity check (Dataset tab, Check photos: someone else?)"),
 )
 STATE_TEXT = {"verified": "ready (verified)", "present": "ready", "partial": "partly downloaded", "missing": "missing"}
 ACTIVE = ("queued", "running")
