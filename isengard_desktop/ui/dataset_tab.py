@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.dataset import DatasetImage, ImageFilter, default_caption
 from isengard_desktop.core.log import correlation
+from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.core.photo_check.analyse import BADGES, ISSUES
 from isengard_desktop.core.photo_check.service import PhotoCheckService
 from isengard_desktop.errors import IsengardError
@@ -345,7 +346,9 @@ class DatasetTab(QWidget):
         row = image.row
         flags = [f"⚑ {reason}" for reason in found.get("reasons", [])]
         if found.get("identity_score") is not None and "identity_outlier" not in found.get("issues", []):
-            flags.append(f"Likeness to the character's other photos: {found['identity_score']:.2f}")
+            flags.append(f"Likeness to the character's other photos: {found['identity_score']:.2f}"
+                         + (" (fast-test: a tiny random embedder, not a real likeness)"
+                            if self.ctx.mode == FAST_TEST else ""))
         if image.too_small:
             flags.append(f"⚠ smaller than {self.ctx.settings.min_training_side} px: too small for training")
         if row.duplicate_count > 1:
