@@ -57,7 +57,7 @@ RESIDENT_KINDS = ("generation",)
 DOWNLOAD_KINDS = ("download",)  # jobs of the download lane: no GPU lock, one at a time beside the GPU lane
 # Jobs of the CPU lane (checking a dataset's photos): no GPU lock either, so a check never waits behind a training.
 CPU_KINDS = ("dataset_check",)
-RESUMABLE_KINDS = ("training", "download")
+RESUMABLE_KINDS = ("training", "download", "dataset_check")  # a check resumes from its cache: measured photos stay
 GPU_LANE, DOWNLOAD_LANE, CPU_LANE = "gpu", "download", "cpu"
 # What a write to the volume's database can raise when the disk is full or the file is unwritable: the job's
 # bookkeeping keeps going in memory (jobs/manager.py _set_state), never stops the readers or the waiters.
@@ -236,7 +236,8 @@ class JobManager:
             again = ("To caption the rest, run Caption all (or `isengard dataset autocaption`) again: it replaces "
                      "automatic captions and keeps yours." if job.kind == "caption" else
                      "To make these images again, select one in the Generate gallery and press Reuse parameters.")
-            raise ValidationError(f"Job {job.id} is a {job.kind}; only training runs and downloads resume. {again}")
+            raise ValidationError(f"Job {job.id} is a {job.kind}; only training runs, downloads and photo checks "
+                                  f"resume. {again}")
         if job.state not in RESUMABLE_STATES:
             raise ValidationError(f"Job {job.id} is {job.state}; only a cancelled, interrupted or failed job can be "
                                   "resumed.")

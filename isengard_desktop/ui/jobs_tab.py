@@ -36,7 +36,8 @@ from isengard_desktop.ui.widgets import button, label
 LEVELS = ["all", "debug", "info", "warning", "error"]
 COLUMNS = ["Job", "Kind", "Engine", "State", "Progress", "Duration", "Created"]
 PROGRESS_COLUMN = COLUMNS.index("Progress")
-RESUMABLE_KINDS = ("training", "download")  # a download resumes from the bytes on disk
+RESUMABLE_KINDS = ("training", "download", "dataset_check")  # a download resumes from the bytes on disk, a check
+# from the photos it already measured
 
 
 def progress_text(kind: str, progress: dict) -> str:

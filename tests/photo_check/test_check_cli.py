@@ -125,6 +125,11 @@ def test_cancel_keeps_what_was_measured(tmp_path: Path, monkeypatch: pytest.Monk
         assert 1 <= measured < total
         summary = PhotoCheckService(ctx).report(character.id).summary
         assert summary["issues"]["not_checked"] == total - measured  # the window shows which are left
+        # Resume (Jobs tab) measures the rest only and ends with every photo checked.
+        ctx.jobs.resume(job.id)
+        assert ctx.jobs.wait(job.id, timeout=120).state == "succeeded"
+        assert "not_checked" not in PhotoCheckService(ctx).report(character.id).summary["issues"]
+        assert ctx.db.query_one("SELECT COUNT(*) AS n FROM photo_checks")["n"] == total
     finally:
         ctx.jobs.shutdown(wait=5)
         ctx.close()
