@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def main() -> None:
+def measure(runs: int = 5, steps: int = 60) -> list[dict]:
+    """Rows for bench/run_all.py: the whole `isengard generate` command against ComfyUI driven directly."""
     from engines.comfyui.client import ComfyUIClient
     from engines.comfyui.fast_test_models import ensure
     from engines.comfyui.paths import locate
@@ -38,11 +39,9 @@ def main() -> None:
     from isengard_desktop.core.generation import build_request
     from isengard_desktop.storage.volume import Volume
 
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 60
     located = locate()
     if isinstance(located, str):
-        raise SystemExit(located)
+        return [{"name": f"E7 generate --engine comfyui, {steps} steps", "skipped": located}]
     checkout, python = located
     volume = Path(tempfile.mkdtemp(prefix="isengard-bench-comfy-"))
     checkpoint = ensure(Path.home() / ".cache" / "isengard-tests", checkout, python)["checkpoint"]
@@ -89,9 +88,20 @@ def main() -> None:
     finally:
         supervisor.stop()
     app_m, direct_m = statistics.median(app_times), statistics.median(direct_times)
-    print(f"{steps} steps: median app {app_m:.2f} s, direct {direct_m:.2f} s, ratio {app_m / direct_m:.3f} "
-          "(target <= 1.05), "
-          f"overhead {app_m - direct_m:.2f} s per command")
+    return [{"name": f"E7 generate --engine comfyui, {steps} steps", "figure": app_m, "reference": direct_m,
+             "reference_name": "ComfyUI driven directly", "max_ratio": 1.05, "max_figure": None, "unit": "s",
+             "spread": (min(app_times), max(app_times)),
+             "note": f"overhead {app_m - direct_m:.2f} s per command"}]
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 60
+    for row in measure(runs, steps):
+        if "skipped" in row:
+            raise SystemExit(row["skipped"])
+        print(f"{steps} steps: median app {row['figure']:.2f} s, direct {row['reference']:.2f} s, ratio "
+              f"{row['figure'] / row['reference']:.3f} (target <= 1.05), {row['note']}")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ for name in ("Ada", "Bob", "Cleo"):
     ctx.importer.run(ctx.characters.create(name, f"ohwx_{{name.lower()}}").id, [photos])
 ctx.close()
 """
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=_env())
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=_env(), capture_output=True)
     path = volume / "settings.json"
     path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), "first_run_done": True}))
 

@@ -18,6 +18,10 @@ class _LateAsyncio(types.ModuleType):
     """What structlog's modules hold as ``asyncio``: the real module, imported on first use."""
 
     def __getattr__(self, name: str):
+        if name.startswith("__"):  # introspection (PySide6's import hook, inspect) sees a plain module
+            raise AttributeError(name)
+        if sys.modules.get("asyncio") is self:  # used while structlog is still being imported
+            del sys.modules["asyncio"]
         import asyncio
 
         return getattr(asyncio, name)
@@ -35,5 +39,6 @@ def import_structlog() -> None:
     except ImportError:  # structlog itself missing: let the first real import say so
         pass
     finally:
-        for name in stand_ins:
-            del sys.modules[name]
+        for name, module in stand_ins.items():
+            if sys.modules.get(name, 0) is module:
+                del sys.modules[name]

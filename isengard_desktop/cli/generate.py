@@ -29,10 +29,12 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     parser.set_defaults(handler=generate_cmd, action="generate")
 
 
-def _availability() -> dict[str, tuple[bool, str]]:
-    from engines.registry import list_engines
+def _availability(requested: str | None = None) -> dict[str, tuple[bool, str]]:
+    from engines.registry import describe, list_engines
 
-    return {info.name: (info.availability.available, info.availability.reason) for info in list_engines("image")}
+    # An engine named with --engine: only its own check (each check imports its engine; issue 14, E7).
+    infos = [describe(requested)] if requested else list_engines("image")
+    return {info.name: (info.availability.available, info.availability.reason) for info in infos}
 
 
 def generate_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -53,7 +55,7 @@ def generate_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     if is_remote(getattr(args, "remote", None)):  # the LoRAs are sent there with the job (jobs/remote_job.py)
         engine, request, meta["remote"] = remote_generation_request(ctx, args.remote, args.engine, build)
     else:
-        engine = generation.choose_image_engine(args.engine, _availability(), ctx.mode,
+        engine = generation.choose_image_engine(args.engine, _availability(args.engine), ctx.mode,
                                                 ctx.settings.default_image_engine)
         request = build(ctx.mode, engine)
         ctx.start_service(engine)

@@ -81,12 +81,12 @@ class MainWindow(QMainWindow):
         if not self._shown:
             self._shown = True
             # In case no paint comes (a window shown minimised): the deferred work still runs.
-            QTimer.singleShot(1000, self._after_first_frame)
+            QTimer.singleShot(1000, self, self._after_first_frame)  # with self as context: not after it is gone
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         super().paintEvent(event)
         if not self._after_frame_done:
-            QTimer.singleShot(0, self._after_first_frame)  # once this frame is on screen
+            QTimer.singleShot(0, self, self._after_first_frame)  # once this frame is on screen
 
     def _after_first_frame(self) -> None:
         """What the first frame does not need (issue 14): engine states, the GPU, ComfyUI, the chart library."""
