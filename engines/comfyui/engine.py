@@ -18,7 +18,10 @@ import structlog
 
 from engines import pngmeta
 from engines.comfyui import paths
+from engines.comfyui.fast_test_models import CHECKPOINT_NAME
+from engines.comfyui.fast_test_models import MARKER as FAST_TEST_MODEL
 from engines.comfyui.readiness import (
+    FAST_TEST_KINDS,
     MODEL_FOLDERS,
     NODE_PACKS,
     TOGGLES,
@@ -89,6 +92,17 @@ def trained_for_flux(path: Path) -> bool | None:
     return None
 
 
+def _fast_test() -> bool:
+    """Whether this process runs in fast-test mode (the GUI's and the CLI's mode reaches workers the same way)."""
+    from isengard_desktop.core.mode import FAST_TEST, resolve_mode
+    from isengard_desktop.errors import IsengardError
+
+    try:
+        return resolve_mode() == FAST_TEST
+    except IsengardError:  # a mistyped ISENGARD_MODE: the app refuses it at start; here, not fast-test
+        return False
+
+
 def list_models(client) -> dict[str, list[str]]:
     return {folder: client.models(folder) for folder in MODEL_FOLDERS}
 
@@ -133,7 +147,7 @@ class ComfyUIEngine:
             return out
         try:
             comfy = client(status.url) if remote_url else ComfyUIClient(status.url)
-            return toggle_readiness(comfy.object_info(), list_models(comfy))
+            return toggle_readiness(comfy.object_info(), list_models(comfy), fast_test=_fast_test() and not remote_url)
         except ComfyUIError as exc:
             return {toggle: Availability(False, str(exc)) for toggle in TOGGLES}
 
@@ -160,6 +174,10 @@ class ComfyUIEngine:
         try:
             if remote_url:  # ComfyUI has no LoRA upload: copy them over SSH first
                 remote.send_loras_or_explain(client, [Path(lora.path) for lora in request.loras], root, say)
+            if request.base_model == FAST_TEST_MODEL and remote_url:  # a remote ComfyUI uses its own models
+                request = GenerationRequest.from_dict({**request.to_dict(), "base_model": "auto"})
+            elif request.base_model == FAST_TEST_MODEL:
+                self._ensure_fast_test_models(root, say, request)
             plan = self._plan(client, request)
             log.info("comfyui_generation", url=url, models=plan.choice.__dict__, loras=len(request.loras),
                      toggles=sorted(plan.request.advanced))
@@ -180,28 +198,54 @@ class ComfyUIEngine:
             raise GenerationFailed(str(exc)) from exc
         return "succeeded"
 
+    @staticmethod
+    def _ensure_fast_test_models(root: Path, say, request: GenerationRequest) -> None:
+        """Fast-test mode: ComfyUI's tiny checkpoint and the chosen toggles' tiny models in the volume's model
+        folders, each built the first time it is needed (with ComfyUI's python, in this worker's child)."""
+        from engines.comfyui import fast_test_models
+
+        kinds = ("checkpoint", *(FAST_TEST_KINDS[t] for t in request.advanced if t in FAST_TEST_KINDS))
+        missing = [kind for kind in kinds if not (paths.models_dir(root) / fast_test_models.FILES[kind]).is_file()]
+        if not missing:
+            return
+        located = paths.locate()
+        if isinstance(located, str):
+            raise GenerationFailed(located)
+        say("Building ComfyUI's tiny fast-test models (once; the checkpoint takes about a minute)…")
+        try:
+            fast_test_models.ensure(paths.models_dir(root), *located, tuple(missing))
+        except fast_test_models.BuildFailed as exc:
+            raise GenerationFailed(f"{exc}; see the job's log, or generate with the built-in engine.") from exc
+        log.info("comfyui_fast_test_models_built", kinds=missing)
+
     def _plan(self, client, request: GenerationRequest) -> RunPlan:
         """Everything checked before anything is submitted: base model files, LoRAs, toggles, uploaded images."""
         models = list_models(client)
-        choice = choose_models(models, request.base_model)
+        fast_test = request.base_model == FAST_TEST_MODEL  # fast-test mode: only the tiny checkpoint it built
+        choice = choose_models(models, CHECKPOINT_NAME if fast_test else request.base_model)
         if isinstance(choice, str):
             raise GenerationFailed(choice)
         for lora in request.loras:
             if Path(lora.path).name not in models["loras"]:
                 raise GenerationFailed(f"ComfyUI does not list the LoRA {Path(lora.path).name}; it should be in "
                                        "the volume's models/loras folder — train the character again.")
+            if fast_test and trained_for_flux(Path(lora.path)):
+                raise GenerationFailed(f"{lora.name or Path(lora.path).stem}'s LoRA was trained on the tiny FLUX, but "
+                                       "in fast-test mode ComfyUI runs a tiny SD1.5-shaped model (ComfyUI cannot run "
+                                       "a tiny FLUX); generate with the built-in engine to use it, or without the "
+                                       "LoRA.")
             if choice.resolved_family != "flux" and trained_for_flux(Path(lora.path)):
                 raise GenerationFailed(f"{lora.name or Path(lora.path).stem}'s LoRA was trained on FLUX, but ComfyUI's "
                                        f"base model is {choice.name}, which is not FLUX; add FLUX.1-dev's files to "
                                        "the volume's models folders, or generate without the LoRA.")
         advanced = dict(request.advanced)
         if advanced:
-            readiness = toggle_readiness(client.object_info(), models)
+            readiness = toggle_readiness(client.object_info(), models, fast_test=fast_test)
             for toggle in advanced:
                 state = readiness.get(toggle, Availability(False, f"{toggle} is unknown."))
                 if not state.available:
                     raise GenerationFailed(state.reason)
-                advanced[toggle] = default_toggle_options(toggle, models) | advanced[toggle]
+                advanced[toggle] = default_toggle_options(toggle, models, fast_test) | advanced[toggle]
         uploads = {}
         for toggle, what in (("controlnet", "a control image"), ("ipadapter", "a reference face")):
             if toggle in advanced:

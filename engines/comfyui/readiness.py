@@ -7,6 +7,8 @@ and each "not ready" names exactly what is missing, where to put it, and what to
 
 from __future__ import annotations
 
+from typing import Any
+
 from engines.comfyui.workflow import ModelChoice
 from engines.interface import Availability
 
@@ -39,7 +41,8 @@ NODES: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
     "ipadapter": [("IP-Adapter", ("IPAdapterFluxLoader", "ApplyIPAdapterFlux"), "ComfyUI-IPAdapter-Flux"),
                   ("IP-Adapter", ("LoadImage",), "")],
     "facedetailer": [("FaceDetailer", ("FaceDetailer", "SAMLoader"), "ComfyUI-Impact-Pack"),
-                     ("FaceDetailer", ("UltralyticsDetectorProvider",), "ComfyUI-Impact-Subpack")],
+                     ("FaceDetailer", ("UltralyticsDetectorProvider",), "ComfyUI-Impact-Subpack"),
+                     ("FaceDetailer", ("DifferentialDiffusion",), "")],
 }
 # Kept for callers that describe the node-pack toggles before ComfyUI is up.
 NODE_PACKS = {
@@ -124,14 +127,28 @@ def _missing_model(toggle: str, folder: str, what: str) -> Availability:
                                "ComfyUI models folder in Settings), then press Check again.")
 
 
-def toggle_readiness(object_info: dict, models: dict[str, list[str]]) -> dict[str, Availability]:
-    """Each Advanced toggle: ready (saying which model it uses), or exactly what to install or add first."""
+# Fast-test mode: the toggles whose tiny random-weight model the worker builds (engines/comfyui/fast_test_models.py),
+# by the builder's name for it. IP-Adapter is FLUX-only, and fast-test's ComfyUI checkpoint is SD1.5-shaped.
+FAST_TEST_KINDS = {"upscale": "upscale", "controlnet": "controlnet", "facedetailer": "detector"}
+FAST_TEST_IPADAPTER = ("IP-Adapter works with FLUX.1-dev only, and fast-test's tiny ComfyUI model is SD1.5-shaped; it "
+                       "runs in production mode with the InstantX IP-Adapter and SigLIP.")
+
+
+def toggle_readiness(object_info: dict, models: dict[str, list[str]], fast_test: bool = False
+                     ) -> dict[str, Availability]:
+    """Each Advanced toggle: ready (saying which model it uses), or exactly what to install or add first.
+
+    In fast-test mode a toggle with its node pack is ready with a tiny model built at its first use."""
     out: dict[str, Availability] = {}
     for toggle in TOGGLES:
         nodes = _missing_nodes(toggle, object_info)
         folder = TOGGLE_FOLDERS[toggle]
         if nodes:
             out[toggle] = Availability(False, nodes)
+        elif fast_test and toggle == "ipadapter":
+            out[toggle] = Availability(False, FAST_TEST_IPADAPTER)
+        elif fast_test:
+            out[toggle] = Availability(True, "Uses a tiny random-weight model (fast-test), built at its first use.")
         elif not models.get(folder):
             out[toggle] = _missing_model(toggle, folder, MODEL_HINTS[toggle][1])
         elif toggle == "ipadapter" and not any(name.replace("\\", "/").startswith(SIGLIP + "/")
@@ -144,8 +161,15 @@ def toggle_readiness(object_info: dict, models: dict[str, list[str]]) -> dict[st
     return out
 
 
-def default_toggle_options(toggle: str, models: dict[str, list[str]]) -> dict[str, str]:
+def default_toggle_options(toggle: str, models: dict[str, list[str]], fast_test: bool = False) -> dict[str, Any]:
     """The model a ready toggle uses when the person did not pick one ({} when its folder is empty)."""
+    if fast_test and toggle in FAST_TEST_KINDS:
+        from engines.comfyui.fast_test_models import FILES
+
+        options = {"model": FILES[FAST_TEST_KINDS[toggle]].rsplit("/", 1)[1]}
+        if toggle == "facedetailer":  # the picture is 64 px: detail the face at that size, not enlarged to 512
+            options |= {"guide_size": 64, "max_size": 128}
+        return options
     files = models.get(TOGGLE_FOLDERS[toggle], [])
     if not files:
         return {}

@@ -9,7 +9,8 @@ Advanced toggles splice their nodes in the same way:
                 InstantX FLUX.1-dev IP-Adapter) between the LoRAs and everything that samples;
 - controlnet:   ControlNetLoader + LoadImage + ControlNetApplyAdvanced between the conditioning and KSampler;
 - facedetailer: UltralyticsDetectorProvider (Impact-Subpack) + FaceDetailer (Impact-Pack) right after VAEDecode,
-                so faces are detailed at the generated size and then upscaled with the rest of the picture;
+                so faces are detailed at the generated size and then upscaled with the rest of the picture; its model
+                passes through ComfyUI's DifferentialDiffusion first (see _facedetailer);
 - upscale:      UpscaleModelLoader + ImageUpscaleWithModel just before SaveImage.
 
 Three templates, one builder: FLUX.1-dev from its four files (flux_txt2img.json), a single-file FLUX
@@ -283,9 +284,13 @@ def _facedetailer(graph: Graph, options: dict[str, Any], positive: Link, negativ
     if not detector_name.startswith(("bbox/", "segm/")):  # the node lists the ultralytics_bbox folder as bbox/<file>
         detector_name = f"bbox/{detector_name}"
     detector = graph.add("UltralyticsDetectorProvider", {"model_name": detector_name}, "facedetailer_detector")
+    # The pinned Impact-Pack feathers its mask by calling DifferentialDiffusion().apply(), which ComfyUI's V3 node
+    # no longer has ("'DifferentialDiffusion' object has no attribute 'apply'"); it skips that call when the model
+    # already has a denoise-mask function, which ComfyUI's own node sets: the same feathered detailing, no crash.
+    feathered = graph.add("DifferentialDiffusion", {"model": list(s["model"])}, "facedetailer_feather")
     flux = graph.has("guidance")
     inputs: dict[str, Any] = {
-        "image": list(save["images"]), "model": list(s["model"]),
+        "image": list(save["images"]), "model": [feathered, 0],
         "clip": list(graph.role("positive")[1]["inputs"]["clip"]),
         "vae": list(graph.role("decode")[1]["inputs"]["vae"]),
         "guide_size": float(options.get("guide_size", 1024 if flux else 512)), "guide_size_for": True,

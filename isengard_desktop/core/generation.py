@@ -23,6 +23,7 @@ from isengard_desktop.storage.volume import Volume
 
 FAST_TEST_SIDE = 64  # the tiny models' long side: every aspect preset, scaled down
 COMFYUI_AUTO_MODEL = "auto"  # the ComfyUI engine picks the FLUX files (or a checkpoint) its folders hold
+COMFYUI_FAST_TEST_MODEL = "comfyui-fast-test"  # the ComfyUI engine builds and uses its tiny checkpoint
 MAX_SEED = 2**32 - 1
 LIMITS = {"steps": (1, 150), "guidance": (0.0, 30.0), "batch_count": (1, 16)}
 DEFAULTS = {"steps": 28, "guidance": 3.5, "batch_count": 1, "aspect": "1:1"}
@@ -143,7 +144,8 @@ def build_request(
             raise ValidationError(base.reason)
         base_model, base_name = base.id, base.name
     else:
-        base_model, base_name = COMFYUI_AUTO_MODEL, "FLUX.1-dev" if not fast else "fast-test checkpoint"
+        base_model, base_name = ((COMFYUI_FAST_TEST_MODEL, "fast-test checkpoint") if fast
+                                 else (COMFYUI_AUTO_MODEL, "FLUX.1-dev"))
     return GenerationRequest(
         prompt=prompt,
         base_model=base_model,

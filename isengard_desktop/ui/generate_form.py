@@ -211,7 +211,7 @@ class GenerateForm(QWidget):
             box.setEnabled(state.available)
             if not state.available:
                 box.setChecked(False)
-            self.toggle_notes[name].setText("Ready." if state.available else state.reason)
+            self.toggle_notes[name].setText(state.reason or "Ready.")  # a ready toggle says which model it uses
 
     def set_lora_options(self, options: list[generation.LoraOption], triggers: dict[int, str] | None = None,
                          offer: int | None = None) -> None:

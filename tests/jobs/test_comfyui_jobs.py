@@ -1,6 +1,6 @@
 """Generation jobs on the embedded ComfyUI, end to end: the app's supervisor starts the real server, the job
 manager's worker drives it, images land in the volume with metadata. Needs a real ComfyUI checkout and
-environment; the tiny SD1.5 checkpoint (tests/engines/comfyui/tiny_sd15.py) stands in for FLUX."""
+environment; fast-test mode's tiny SD1.5 checkpoint (engines/comfyui/fast_test_models.py) stands in for FLUX."""
 
 from __future__ import annotations
 
@@ -27,17 +27,17 @@ CACHE = Path(os.environ.get("ISENGARD_TEST_CACHE", Path.home() / ".cache" / "ise
 
 @pytest.fixture(scope="module")
 def comfy_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppContext]:
-    from tests.engines.comfyui.tiny_sd15 import ensure_tiny_sd15
+    from engines.comfyui.fast_test_models import FILES, ensure
 
     # Module-wide, and undone after the module: no other test inherits this mode.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ISENGARD_MODE", "fast-test")
         checkout, python = LOCATED  # type: ignore[misc]
-        checkpoint = ensure_tiny_sd15(CACHE, checkout, python)
+        checkpoint = ensure(CACHE, checkout, python)["checkpoint"]  # built once into the test cache
         root = tmp_path_factory.mktemp("comfy") / "vol"
         ctx = AppContext.open(root, "fast-test")
         (ctx.volume.models_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        os.link(checkpoint, ctx.volume.models_dir / "checkpoints" / "tiny-sd15.safetensors")
+        os.link(checkpoint, ctx.volume.models_dir / FILES["checkpoint"])  # where fast-test mode builds it
         ctx.start_service("comfyui")
         service = ctx.service("comfyui")
         deadline = time.monotonic() + 120
@@ -111,11 +111,15 @@ def test_cancel_interrupts_comfyui_and_it_serves_the_next_job(comfy_ctx: AppCont
     assert after.state == "succeeded", after.error
 
 
-def test_toggles_say_what_is_missing(comfy_ctx: AppContext) -> None:
+def test_toggles_say_what_is_missing(comfy_ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> None:
     from engines.registry import load
 
+    # Production's verdicts (fast-test builds tiny toggle models instead: tests/jobs/test_comfyui_fast_test.py).
+    monkeypatch.setenv("ISENGARD_MODE", "production")
     readiness = load("comfyui").advanced_readiness()
     assert not readiness["upscale"].available and "upscale model" in readiness["upscale"].reason
     assert not readiness["controlnet"].available and "ControlNet model" in readiness["controlnet"].reason
-    final = comfy_ctx.jobs.wait(_submit(comfy_ctx, advanced={"upscale": {}}).id, timeout=60)
+    request = generation.build_request(comfy_ctx.volume, "production", "comfyui", "a photo", [], seed=1, steps=4,
+                                       advanced={"upscale": {}})
+    final = comfy_ctx.jobs.wait(comfy_ctx.jobs.submit("generation", "comfyui", request.to_dict()).id, timeout=60)
     assert final.state == "failed" and "upscale model" in final.error

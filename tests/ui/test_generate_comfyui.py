@@ -9,8 +9,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from PIL import Image
+from PySide6.QtCore import Qt
 
 from engines.comfyui.paths import locate
+from isengard_desktop.ui.gallery import PathRole
 
 LOCATED = locate() if os.environ.get("ISENGARD_COMFYUI_DIR") else "ISENGARD_COMFYUI_DIR is not set"
 CACHE = Path(os.environ.get("ISENGARD_TEST_CACHE", Path.home() / ".cache" / "isengard-tests"))
@@ -25,12 +28,12 @@ def test_without_comfyui_the_status_bar_says_how_to_install_it(qtbot, window) ->
 @pytest.mark.skipif(isinstance(LOCATED, str),
                     reason=f"needs a real ComfyUI: set ISENGARD_COMFYUI_DIR and ISENGARD_COMFYUI_PYTHON ({LOCATED})")
 def test_the_window_runs_comfyui_generates_and_stops_it(qtbot, ctx) -> None:
+    from engines.comfyui.fast_test_models import FILES, ensure
     from isengard_desktop.ui.main_window import MainWindow
-    from tests.engines.comfyui.tiny_sd15 import ensure_tiny_sd15
 
     checkout, python = LOCATED  # type: ignore[misc]
     (ctx.volume.models_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    os.link(ensure_tiny_sd15(CACHE, checkout, python), ctx.volume.models_dir / "checkpoints" / "tiny.safetensors")
+    os.link(ensure(CACHE, checkout, python)["checkpoint"], ctx.volume.models_dir / FILES["checkpoint"])
     window = MainWindow(ctx)
     qtbot.addWidget(window)
     window.show()
@@ -40,13 +43,19 @@ def test_the_window_runs_comfyui_generates_and_stops_it(qtbot, ctx) -> None:
                     timeout=20_000)
     names = [tab.form.engine.itemData(i) for i in range(tab.form.engine.count())]
     tab.form.engine.setCurrentIndex(names.index("comfyui"))
-    qtbot.waitUntil(lambda: "upscale model" in tab.form.toggle_notes["upscale"].text(), timeout=20_000)
+    # Fast-test: the toggles run on tiny models the worker builds at their first use (IP-Adapter is FLUX-only).
+    qtbot.waitUntil(tab.form.toggles["upscale"].isEnabled, timeout=20_000)
+    assert "fast-test" in tab.form.toggle_notes["upscale"].text()
+    qtbot.mouseClick(tab.form.toggles["upscale"], Qt.MouseButton.LeftButton)
+    assert tab.form.toggles["upscale"].isChecked()
     tab.form.prompt.setPlainText("a lighthouse at dusk")
     tab.form.steps.setValue(4)
     tab.form.batch.setValue(2)
-    tab.generate_button.click()
-    qtbot.waitUntil(lambda: tab.status.text() == "Done.", timeout=120_000)
+    qtbot.mouseClick(tab.generate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: tab.status.text() == "Done.", timeout=180_000)
     assert tab.model.rowCount() == 2 and "Engine: comfyui" in tab.details.text()
+    with Image.open(tab.model.index(0).data(PathRole)) as image:
+        assert image.size == (128, 128)  # 64 px from the tiny checkpoint, doubled by the tiny ESRGAN
     server = ctx.service("comfyui")
     pid = int(__import__("json").loads((ctx.volume.root / "engines" / "comfyui" / "run" / "server.json")
                                        .read_text())["pid"])

@@ -34,7 +34,8 @@ def test_generate_with_a_lora_into_the_gallery_and_reuse(qtbot, window, ctx, pho
     tab.form.engine.setCurrentIndex(index)
     form = tab.form
     form.prompt.setPlainText("a photo of ohwx_ada smiling")
-    row = form.add_lora_row()
+    qtbot.waitUntil(lambda: len(form.lora_rows) == 1, timeout=20_000)  # the LoRA just trained is offered
+    row = form.lora_rows[0]
     row.strength.setValue(0.8)
     form.aspect_buttons["3:4"].click()
     form.steps.setValue(3)

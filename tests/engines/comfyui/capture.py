@@ -51,15 +51,15 @@ def record(client, workflow: dict, interrupt_after: int | None = None) -> list:
 
 def main() -> None:
     from engines.comfyui.client import ComfyUIClient
+    from engines.comfyui.fast_test_models import ensure
     from engines.comfyui.paths import locate
     from engines.comfyui.supervisor import ComfyUISupervisor
     from engines.comfyui.workflow import ModelChoice, build_workflow
     from engines.interface import GenerationRequest
-    from tests.engines.comfyui.tiny_sd15 import ensure_tiny_sd15
 
     checkout, python = locate()  # type: ignore[misc]
     volume = Path(tempfile.mkdtemp(prefix="isengard-capture-"))
-    checkpoint = ensure_tiny_sd15(Path.home() / ".cache" / "isengard-tests", checkout, python)
+    checkpoint = ensure(Path.home() / ".cache" / "isengard-tests", checkout, python)["checkpoint"]
     (volume / "models" / "checkpoints").mkdir(parents=True)
     (volume / "models" / "checkpoints" / "tiny.safetensors").symlink_to(checkpoint)
     (volume / "models" / "checkpoints" / "broken.safetensors").write_bytes(b"not a checkpoint at all")

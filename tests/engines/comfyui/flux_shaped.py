@@ -46,9 +46,11 @@ def build(checkout: Path, folder: Path) -> None:
     from comfy.ldm.flux.model import Flux
     from comfy.ldm.modules.diffusionmodules.model import Decoder, Encoder
     from comfy.text_encoders.t5 import T5
-    from random_weights import random_state  # beside this file: the script's folder is on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the app's root, for its engines package
     from safetensors.torch import save_file
     from transformers import CLIPTextConfig, CLIPTextModel
+
+    from engines.comfyui.fast_test_models import random_state
 
     ops = comfy.ops.disable_weight_init
 
