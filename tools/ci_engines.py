@@ -166,7 +166,7 @@ def ensure(volume: Path, pins: dict, key: str) -> None:
     for name in ENGINES:
         found = problems(volume, name, pins)
         if found:
-            say("; ".join(found) + f": installing {name} again")
+            say("; ".join(found) + f": (re)installing {name}")
             shutil.rmtree(engines_dir / name, ignore_errors=True)
             install(volume, name)
             found = problems(volume, name, pins)
