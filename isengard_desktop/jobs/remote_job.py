@@ -47,6 +47,8 @@ MIRROR_FILE = "remote-events.jsonl"  # the remote events' raw bytes: its size is
 LANE_PREFIX = "remote:"
 FETCHED_EVENTS = ("sample", "artifact", "image")  # events naming a file that must come back before they are handled
 RECONNECT_MAX_S = 30.0
+# SSH failures that say the remote cannot be reached now (not that it refuses us): a launched job waits them out.
+UNREACHABLE = ("timeout", "refused", "dns", "failed")
 
 
 def remote_name(job: JobRow) -> str | None:
@@ -167,8 +169,9 @@ class RemoteJob:
     def _main(self) -> None:
         name = remote_name(self.job) or ""
         try:
-            self.side = resolve_side(self.manager.volume, name, self.job.engine, self._say)
-            status = self._status()
+            status = self._reach(name)
+            if status is None:
+                return  # detached while the remote could not be reached
             if not status["running"] and status["size"] <= self._offset():
                 if (self.job_dir / protocol.STOP_FILE).exists():  # cancelled while it was being sent
                     self.on_event(self.job_id, {"event": "done", "state": "cancelled"})
@@ -176,9 +179,9 @@ class RemoteJob:
                     return
                 self._launch()
             self._follow_events()
-            if self._detached.is_set():
+            status = None if self._detached.is_set() else self._reach(name)
+            if status is None:
                 return
-            status = self._status()
             exit_info = status.get("exit") or {}
             code = int(exit_info.get("returncode", 1)) if exit_info else 1
             if not exit_info:
@@ -195,6 +198,25 @@ class RemoteJob:
             log.error("remote_job_crashed", job_id=self.job_id, error=repr(exc))
             self.on_event(self.job_id, {"event": "error", "message": f"Following the job on {name} failed ({exc})."})
             self.on_exit(self.job_id, 1, [])
+
+    def _reach(self, name: str) -> dict[str, Any] | None:
+        """The remote (bootstrapped) and the job's status there. A job already launched there waits for the remote
+        to answer again (a closed laptop, a network that dropped) instead of failing: it goes on there meanwhile.
+        None when the app stopped following meanwhile."""
+        delay = 2.0
+        while True:
+            try:
+                self.side = resolve_side(self.manager.volume, name, self.job.engine, self._say)
+                return self._status()
+            except ssh.SshError as exc:
+                launched = bool((self.job.params.get(REMOTE_KEY) or {}).get("job_dir"))
+                if not launched or exc.kind not in UNREACHABLE:
+                    raise
+                self._say(f"{exc} The job goes on there; trying again in {delay:.0f} s…")
+                log.warning("remote_unreachable", job_id=self.job_id, remote=name, kind=exc.kind)
+            if self._detached.wait(delay):
+                return None
+            delay = min(delay * 2, RECONNECT_MAX_S)
 
     def _say(self, text: str) -> None:
         self.on_event(self.job_id, {"event": "log", "level": "info", "message": text})

@@ -25,7 +25,7 @@ from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.core.training import build_spec
 from isengard_desktop.core.units import human_duration
 from isengard_desktop.errors import IsengardError
-from isengard_desktop.jobs.remote_job import LANE_PREFIX
+from isengard_desktop.jobs.remote_job import LANE_PREFIX, reattachable
 from isengard_desktop.storage.jobs_repo import RESUMABLE_STATES
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.loss_chart import LossChart
@@ -275,6 +275,12 @@ class TrainingTab(QWidget):
             banner = Banner(f"A training run ({job.id}) was interrupted when the app closed. Resume it from its last "
                             "checkpoint?", "Resume", lambda _=False, jid=job.id: self.resume(jid))
             self.banner_area.addWidget(banner)
+        for job in self.ctx.jobs.list():
+            if reattachable(job):  # it went on on its remote while the app was closed: follow it again
+                try:
+                    self.ctx.jobs.resume(job.id)
+                except IsengardError as exc:
+                    self.result.setText(str(exc))
         self._reload_runs()
 
     # showing a run -----------------------------------------------------------------------------

@@ -318,3 +318,32 @@ def test_the_window_runs_training_and_generation_on_the_remote(qtbot, ctx: AppCo
     made = ctx.jobs.list(kind="generation")[0]
     assert made.params["remote"]["name"] == REMOTE and made.engine == "diffusers"
     window.close()
+
+
+def test_the_window_follows_again_a_run_left_on_the_remote(qtbot, ctx: AppContext,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing the laptop (here: the CLI killed) does not lose the run: the next window start re-attaches by itself,
+    catches up with what happened meanwhile and files the LoRA."""
+    from isengard_desktop.ui.main_window import MainWindow
+
+    volume = ctx.volume.root
+    cli = start_training(volume, steps=40)
+    try:
+        job_id, folder = wait_for_step(volume, 2)
+        cli.send_signal(signal.SIGKILL)
+        cli.wait(timeout=10)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert ctx.jobs.get(job_id).state == "running"
+    monkeypatch.delenv("ISENGARD_COMFYUI_DIR", raising=False)
+    ctx.settings.first_run_done = True
+    window = MainWindow(ctx)
+    qtbot.addWidget(window)
+    window.show()
+    window.training.offer_interrupted_jobs()  # what the app's start does once the window is shown (ui/app.py)
+    qtbot.waitUntil(lambda: ctx.jobs.get(job_id).state in ("succeeded", "failed"), timeout=180_000)
+    final = ctx.jobs.get(job_id)
+    assert final.state == "succeeded", final.error
+    assert Path(final.result["lora"]).is_file() and progress_steps(folder) == list(range(1, 41))
+    window.close()
