@@ -199,7 +199,7 @@ class FirstRunPage(QWidget):
 
     def _show_engines(self, report) -> None:
         for item in report:
-            ok = item.installed and item.env_ok and item.matches_pin
+            ok = item.installed and item.environment_ok and item.matches_pin
             self.engine_labels[item.name].setText("installed" if ok else ("needs repair" if item.installed
                                                                             else "not installed"))
             self.engine_labels[item.name].setToolTip(item.detail)
