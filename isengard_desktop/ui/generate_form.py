@@ -205,11 +205,13 @@ class GenerateForm(QWidget):
         self.engine_note.setText("" if availability is None or availability.available else availability.reason)
 
     def set_readiness(self, readiness: dict[str, Availability]) -> None:
+        """Each toggle's verdict; an empty dict means "checking again", which keeps what the person ticked
+        (ComfyUI's state changes and "Check again" used to untick every toggle)."""
         self.readiness = readiness
         for name, box in self.toggles.items():
             state = readiness.get(name, Availability(False, "Checking…"))
             box.setEnabled(state.available)
-            if not state.available:
+            if not state.available and readiness:
                 box.setChecked(False)
             self.toggle_notes[name].setText(state.reason or "Ready.")  # a ready toggle says which model it uses
 

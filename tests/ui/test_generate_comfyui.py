@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 from PIL import Image
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 
 from engines.comfyui.paths import locate
 from isengard_desktop.ui.gallery import PathRole
@@ -46,7 +46,8 @@ def test_the_window_runs_comfyui_generates_and_stops_it(qtbot, ctx) -> None:
     # Fast-test: the toggles run on tiny models the worker builds at their first use (IP-Adapter is FLUX-only).
     qtbot.waitUntil(tab.form.toggles["upscale"].isEnabled, timeout=20_000)
     assert "fast-test" in tab.form.toggle_notes["upscale"].text()
-    qtbot.mouseClick(tab.form.toggles["upscale"], Qt.MouseButton.LeftButton)
+    box = tab.form.toggles["upscale"]
+    qtbot.mouseClick(box, Qt.MouseButton.LeftButton, pos=QPoint(8, box.height() // 2))  # on the tick box
     assert tab.form.toggles["upscale"].isChecked()
     tab.form.prompt.setPlainText("a lighthouse at dusk")
     tab.form.steps.setValue(4)
