@@ -42,7 +42,7 @@ def test_combo_current_data_keeps_none_alive(qtbot) -> None:
     before = sys.getrefcount(None)
     for _ in range(1000):
         combo.currentData()
-    assert sys.getrefcount(None) - before > -10, "this PySide6 build leaks references to None; install <6.12"
+    assert sys.getrefcount(None) - before > -300, "this PySide6 build leaks references to None; install <6.12"
 
 
 def test_queued_signals_across_threads_keep_booleans_alive(qtbot) -> None:
@@ -61,4 +61,6 @@ def test_queued_signals_across_threads_keep_booleans_alive(qtbot) -> None:
     worker.join()
     qtbot.waitUntil(lambda: receiver.count == 1000, timeout=10_000)
     assert receiver.threads == {QThread.currentThread()}, "delivered on the GUI thread, through the queue"
-    assert sys.getrefcount(True) - before > -10, "this PySide6 build leaks references to True; install <6.12"
+    # The leak loses one reference per emission (-1000 or worse); other threads of earlier tests (thumbnail loaders,
+    # job listeners) freeing objects that hold True move the count by a few dozen at most.
+    assert sys.getrefcount(True) - before > -300, "this PySide6 build leaks references to True; install <6.12"
