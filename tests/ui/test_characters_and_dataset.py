@@ -63,14 +63,14 @@ def drop_on(widget, paths: list[Path]) -> bool:
     return drop.isAccepted()
 
 
-def test_create_character_shows_a_card_and_refuses_bad_trigger(qtbot, window):
+def test_create_character_shows_a_card_and_refuses_bad_trigger(qtbot, window, ctx):
     bad = open_new_character(qtbot, window)
     qtbot.keyClicks(bad.name, "Ada")
     qtbot.keyClicks(bad.trigger, "ada lovelace")
     click_dialog(qtbot, bad, QDialogButtonBox.StandardButton.Save)
     assert bad.isVisible() and "single word" in bad.error.text()
     click_dialog(qtbot, bad, QDialogButtonBox.StandardButton.Cancel)
-    assert not bad.isVisible() and ctx_names(window) == []
+    assert not bad.isVisible() and ctx.characters.list() == []
 
     hinted = open_new_character(qtbot, window)
     qtbot.keyClicks(hinted.trigger, "anna")
@@ -80,10 +80,6 @@ def test_create_character_shows_a_card_and_refuses_bad_trigger(qtbot, window):
     create_character(qtbot, window)
     assert [c.character.name for c in window.characters.cards.values()] == ["Ada Lovelace"]
     assert window.dataset.character.findText("Ada Lovelace") >= 0  # the other tabs heard about it
-
-
-def ctx_names(window) -> list[str]:
-    return [c.name for c in window.characters.ctx.characters.list()]
 
 
 def test_drop_imports_in_background_and_reports_refused_files(qtbot, window, photos: Path):
