@@ -99,6 +99,16 @@ def problems(volume: Path, name: str, pins: dict) -> list[str]:
     return found
 
 
+def installs(volume: Path) -> dict[str, str | None]:
+    """Each engine's install as recorded by the app (install.json: commit and time), to recognise it later."""
+    found: dict[str, str | None] = {}
+    for name in ENGINES:
+        record = volume / "engines" / name / "install.json"
+        data = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+        found[name] = f"{data['commit']} {data['installed_at']}" if data else None
+    return found
+
+
 def install(volume: Path, name: str) -> None:
     """The app's own install command from the local snapshot; its output goes to the CI log."""
     isengard = Path(sys.executable).parent / "isengard"
@@ -152,10 +162,12 @@ def remove_old_caches(root: Path, keep: Path) -> None:
 def ensure(volume: Path, pins: dict, key: str) -> None:
     """Leave ``volume`` complete (both engines checked, marker written), installing what is missing or broken."""
     marker = volume / MARKER
-    if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("key") == key and all(
-            (volume / "engines" / name / "install.json").is_file() and paths(volume, name)[1].is_file()
-            for name in ENGINES):
-        say(f"reusing {volume} (complete since {json.loads(marker.read_text())['completed_at']})")
+    seen = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
+    # Reused only as checked: the same key and the very installs checked then (an engine installed again since,
+    # by hand or by another run, is checked again).
+    if seen.get("key") == key and seen.get("installs") == installs(volume) and all(
+            paths(volume, name)[1].is_file() for name in ENGINES):
+        say(f"reusing {volume} (complete since {seen['completed_at']})")
         return
     marker.unlink(missing_ok=True)
     wait_for_foreign(volume)
@@ -175,8 +187,7 @@ def ensure(volume: Path, pins: dict, key: str) -> None:
         else:
             say(f"{name} in {volume} is complete and healthy: kept")
     marker.write_text(json.dumps({"key": key, "completed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                                  "engines": {n: pins["engines"][n]["commit"] for n in ENGINES}}, indent=2),
-                      encoding="utf-8")
+                                  "installs": installs(volume)}, indent=2), encoding="utf-8")
 
 
 def main() -> int:
