@@ -140,13 +140,26 @@ def build_controlnet(out: Path) -> None:
 
 
 def build_upscaler(out: Path) -> None:
-    """An ESRGAN (old-arch RRDBNet) 2x upscaler: 16 filters, one block; spandrel detects it from the keys."""
+    """An ESRGAN (old-arch RRDBNet) 2x upscaler: 16 filters, one block; spandrel detects it from the keys.
+
+    Random weights gave a flat picture; so three of the 16 feature channels carry the colours straight through
+    (a centre tap of 1 in every convolution on the way, none from the random trunk): the result is the picture
+    enlarged, as a person expects from Upscale, while the other channels and the RRDB block stay random."""
     import torch
     from spandrel import ModelLoader
     from spandrel.architectures.ESRGAN import ESRGAN
 
     torch.manual_seed(3)
     net = ESRGAN(in_nc=3, out_nc=3, num_filters=16, num_blocks=1, scale=2)
+    first, trunk, up, hr, last = net.model[0], net.model[1].sub[-1], net.model[3], net.model[5], net.model[7]
+    with torch.no_grad():
+        last.weight.zero_()
+        for conv in (first, trunk, up, hr, last):
+            conv.weight[:3].zero_()
+            conv.bias[:3].zero_()
+        for conv in (first, up, hr, last):
+            for channel in range(3):
+                conv.weight[channel, channel, 1, 1] = 1.0
     tensors = {key: value.contiguous() for key, value in net.state_dict().items()}
     ModelLoader().load_from_state_dict(tensors)  # fails here, not in ComfyUI, if spandrel would not take it
     _save(tensors, out)
