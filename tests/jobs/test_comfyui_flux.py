@@ -59,6 +59,9 @@ def _image(ctx: AppContext, lora: Path | None, strength: float = 1.0) -> np.ndar
         loras = [(generation.LoraOption(1, None, "flux-shaped", ctx.volume.loras_dir / lora.name, "FLUX.1-dev",
                                         "diffusers", 1, ""), strength)]
     request = generation.build_request(ctx.volume, ctx.mode, "comfyui", "a portrait photo", loras, seed=5, steps=2)
+    # Fast-test sizes, but the FLUX files in the folders ("auto"), not fast-test's tiny SD1.5 checkpoint: this test
+    # is about the FLUX workflow with a LoRA.
+    request.base_model, request.base_model_name = generation.COMFYUI_AUTO_MODEL, "FLUX.1-dev"
     final = ctx.jobs.wait(ctx.jobs.submit("generation", "comfyui", request.to_dict()).id, timeout=900)
     assert final.state == "succeeded", final.error
     with Image.open(final.result["images"][0]) as image:
