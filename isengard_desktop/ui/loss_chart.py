@@ -9,6 +9,7 @@ milliseconds between events; the rest, pure Python, is imported on a background 
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 import threading
@@ -32,6 +33,9 @@ def smooth(values: list[float], weight: float = SMOOTHING) -> list[float]:
 # Qt extension modules pyqtgraph's shim imports: each one's initialisation is one C call holding the GIL.
 _QT_EXTRAS = ("PySide6.QtSvg", "PySide6.QtOpenGL", "PySide6.QtOpenGLWidgets", "PySide6.QtTest")
 SLICE_S = 0.004  # GUI-thread work per slice: well under a 60 Hz frame
+# Classes whose first lookup takes ~25 ms of Python (building their large enums): left to the thread, where
+# Python code shares the GIL every few milliseconds (timed name by name in the running window).
+_ON_THREAD = frozenset({"QEasingCurve"})
 
 
 def _slices() -> Iterator[None]:
@@ -48,6 +52,8 @@ def _slices() -> Iterator[None]:
     deadline = time.perf_counter() + SLICE_S
     for module in (QtCore, QtGui, QtWidgets):
         for name in dir(module):
+            if name in _ON_THREAD:
+                continue
             getattr(module, name, None)
             if time.perf_counter() > deadline:
                 yield
@@ -58,6 +64,9 @@ def preload(parent: QObject | None = None) -> None:
     """Load pyqtgraph without stalling the window: GUI-thread slices between events, then a background thread."""
     if "pyqtgraph" in sys.modules:
         return
+    # What exists by now (modules, classes, widgets) lives as long as the app: taken out of the garbage
+    # collector's full passes, which would otherwise walk it all again while pyqtgraph allocates (~40 ms stalls).
+    gc.freeze()
     steps = _slices()
     timer = QTimer(parent)
     timer.setInterval(0)
