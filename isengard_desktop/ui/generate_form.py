@@ -203,6 +203,17 @@ class GenerateForm(QWidget):
         name = self.engine.currentData()
         availability = getattr(self, "engine_availability", {}).get(name)
         self.engine_note.setText("" if availability is None or availability.available else availability.reason)
+        self.show_lora_note()
+
+    def show_lora_note(self) -> None:
+        if not self.options:
+            self.lora_note.setText("No trained LoRA yet: train a character on the Training tab.")
+        elif self.mode == "fast-test" and self.engine.currentData() == "comfyui":
+            # ComfyUI cannot run the tiny FLUX (it fixes FLUX's widths): fast-test gives it an SD1.5-shaped model.
+            self.lora_note.setText("Fast-test: ComfyUI runs a tiny SD1.5-shaped model, which the tiny FLUX LoRAs "
+                                   "trained here do not fit; use them with the built-in engine.")
+        else:
+            self.lora_note.setText("")
 
     def set_readiness(self, readiness: dict[str, Availability]) -> None:
         """Each toggle's verdict; an empty dict means "checking again", which keeps what the person ticked
@@ -233,7 +244,7 @@ class GenerateForm(QWidget):
         if newest is not None:
             self.add_lora_row(newest)
         self.add_lora.setEnabled(bool(options))
-        self.lora_note.setText("" if options else "No trained LoRA yet: train a character on the Training tab.")
+        self.show_lora_note()
         self.update_placeholder()
 
     def update_placeholder(self) -> None:

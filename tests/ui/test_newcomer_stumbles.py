@@ -90,6 +90,10 @@ def test_after_training_generate_offers_the_new_lora_with_its_trigger_word(qtbot
     assert offered.character_id == ada.id and offered.path.name.startswith("ada_lovelace-")
     assert "lvl_ada" in form.prompt.placeholderText() and grace.trigger_word not in form.prompt.placeholderText()
 
+    form.engine.setCurrentIndex(form.engine.findData("comfyui"))  # listed, even where it is not installed
+    assert "built-in engine" in form.lora_note.text()  # fast-test ComfyUI's model does not fit a tiny FLUX LoRA
+    form.engine.setCurrentIndex(form.engine.findData("diffusers"))
+    assert form.lora_note.text() == ""
     qtbot.keyClicks(form.prompt, "a photo of lvl_ada")
     form.steps.setValue(2)
     qtbot.waitUntil(lambda: tab.form.toggle_notes["upscale"].text() != "checking…", timeout=20_000)
