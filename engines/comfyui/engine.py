@@ -103,8 +103,12 @@ def _fast_test() -> bool:
         return False
 
 
-def list_models(client) -> dict[str, list[str]]:
-    return {folder: client.models(folder) for folder in MODEL_FOLDERS}
+# What a run without Advanced toggles looks in: the base model's folders and the LoRAs (one GET each; E7).
+BASE_FOLDERS = ("checkpoints", "diffusion_models", "text_encoders", "vae", "loras")
+
+
+def list_models(client, folders: tuple[str, ...] = MODEL_FOLDERS) -> dict[str, list[str]]:
+    return {folder: client.models(folder) for folder in folders}
 
 
 class ComfyUIEngine:
@@ -220,7 +224,7 @@ class ComfyUIEngine:
 
     def _plan(self, client, request: GenerationRequest) -> RunPlan:
         """Everything checked before anything is submitted: base model files, LoRAs, toggles, uploaded images."""
-        models = list_models(client)
+        models = list_models(client, MODEL_FOLDERS if request.advanced else BASE_FOLDERS)
         fast_test = request.base_model == FAST_TEST_MODEL  # fast-test mode: only the tiny checkpoint it built
         choice = choose_models(models, CHECKPOINT_NAME if fast_test else request.base_model)
         if isinstance(choice, str):
