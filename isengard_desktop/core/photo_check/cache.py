@@ -17,11 +17,14 @@ if TYPE_CHECKING:  # the window reads the cache: OpenCV's and numpy's imports wa
     from isengard_desktop.core.photo_check.measure import Measures
 
 MEASURES_VERSION = 1  # bump when measure.py computes a figure differently
+# The detector's settings live here, not in measure.py: the window names the analyser of a cached report at
+# start-up, and importing measure.py for a string would load numpy and OpenCV before its first frame (E37).
+CASCADE = "haarcascade_frontalface_alt2.xml"
+MIN_NEIGHBOURS = 5
+DETECTOR_ID = f"haar-{CASCADE.removesuffix('.xml').removeprefix('haarcascade_')}-n{MIN_NEIGHBOURS}"
 
 
 def analyser_id(embedder_id: str | None) -> str:
-    from isengard_desktop.core.photo_check.measure import DETECTOR_ID
-
     return f"{DETECTOR_ID}+m{MEASURES_VERSION}+{embedder_id or 'none'}"
 
 

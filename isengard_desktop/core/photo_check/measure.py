@@ -19,13 +19,11 @@ import numpy as np
 from PIL import Image
 
 from isengard_desktop.core.image_probe import reduced_rgb, upright
+from isengard_desktop.core.photo_check.cache import CASCADE, MIN_NEIGHBOURS
 
-CASCADE = "haarcascade_frontalface_alt2.xml"
 DETECT_SIDE = 640  # photos are searched at this long side at most (a face of 1/16 of the photo is still 40 px)
 MEASURE_SIDE = 512  # the whole-photo sharpness is measured at this long side, so figures compare across sizes
 FACE_SIDE = 160  # a face is measured at this size (with its margin), so a big and a small face compare
-MIN_NEIGHBOURS = 5
-DETECTOR_ID = f"haar-{CASCADE.removesuffix('.xml').removeprefix('haarcascade_')}-n{MIN_NEIGHBOURS}"
 
 _cascade = None
 
