@@ -213,6 +213,27 @@ class ServiceStatus:
     url: str = ""
 
 
+class StatusListeners:
+    """Who follows an EngineService's status: every service keeps one. A listener that raises is logged and the
+    others still hear the change (a broken status bar must not stop a supervisor)."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[ServiceStatus], None]] = []
+
+    def subscribe(self, listener: Callable[[ServiceStatus], None]) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def notify(self, status: ServiceStatus) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(status)
+            except Exception as exc:
+                import structlog
+
+                structlog.get_logger(__name__).error("service_listener_failed", error=repr(exc))
+
+
 @runtime_checkable
 class EngineService(Protocol):
     """A server an engine needs running beside the app (ComfyUI). Qt-free; listeners are called from threads."""

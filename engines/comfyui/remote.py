@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from engines.comfyui.client import ComfyUIClient, ComfyUIError
-from engines.interface import ServiceStatus
+from engines.interface import ServiceStatus, StatusListeners
 
 log = structlog.get_logger(__name__)
 
@@ -56,15 +56,14 @@ class RemoteComfyUIService:
     def __init__(self, url: str) -> None:
         self.url = url
         self._status = ServiceStatus("stopped", f"Using the ComfyUI at {url}.")
-        self._listeners: list[Callable[[ServiceStatus], None]] = []
+        self._listeners = StatusListeners()
         self._thread: threading.Thread | None = None
 
     def status(self) -> ServiceStatus:
         return self._status
 
     def subscribe(self, listener: Callable[[ServiceStatus], None]) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        return self._listeners.subscribe(listener)
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -94,8 +93,7 @@ class RemoteComfyUIService:
     def _set(self, state: str, detail: str, url: str = "") -> None:
         self._status = ServiceStatus(state, detail, url)
         log.info("comfyui_remote_state", state=state, url=self.url)
-        for listener in list(self._listeners):
-            listener(self._status)
+        self._listeners.notify(self._status)
 
 
 class SwitchingComfyUIService:
@@ -109,7 +107,7 @@ class SwitchingComfyUIService:
         self.volume_root = Path(volume_root)
         self.local = ComfyUISupervisor(volume_root, extra_model_roots)
         self.remote: RemoteComfyUIService | None = None
-        self._listeners: list[Callable[[ServiceStatus], None]] = []
+        self._listeners = StatusListeners()
         self.local.subscribe(lambda status: self._forward(self.local, status))
         self._active: Any = self._choose()
 
@@ -125,15 +123,13 @@ class SwitchingComfyUIService:
 
     def _forward(self, source: Any, status: ServiceStatus) -> None:
         if source is self._active:
-            for listener in list(self._listeners):
-                listener(status)
+            self._listeners.notify(status)
 
     def status(self) -> ServiceStatus:
         return self._active.status()
 
     def subscribe(self, listener: Callable[[ServiceStatus], None]) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        return self._listeners.subscribe(listener)
 
     def start(self) -> None:
         self._active = self._choose()

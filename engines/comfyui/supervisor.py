@@ -31,7 +31,7 @@ from typing import Any
 import structlog
 
 from engines.comfyui import paths
-from engines.interface import ServiceStatus
+from engines.interface import ServiceStatus, StatusListeners
 
 log = structlog.get_logger(__name__)
 
@@ -216,7 +216,7 @@ class ComfyUISupervisor:
         self.extra_model_roots = [Path(p) for p in extra_model_roots]
         self.ready_timeout = ready_timeout
         self._status = ServiceStatus("stopped")
-        self._listeners: list[Callable[[ServiceStatus], None]] = []
+        self._listeners = StatusListeners()
         self._lock = threading.RLock()
         self._proc: subprocess.Popen | None = None
         self._adopted_pid: int | None = None
@@ -231,8 +231,7 @@ class ComfyUISupervisor:
         return self._status
 
     def subscribe(self, listener: Callable[[ServiceStatus], None]) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        return self._listeners.subscribe(listener)
 
     def start(self) -> None:
         with self._lock:
@@ -292,11 +291,7 @@ class ComfyUISupervisor:
     def _set(self, state: str, detail: str = "", url: str = "") -> None:
         self._status = ServiceStatus(state, detail, url)
         log.info("comfyui_state", state=state, detail=detail[:300], url=url)
-        for listener in list(self._listeners):
-            try:
-                listener(self._status)
-            except Exception as exc:  # a listener must not stop the supervisor
-                log.error("comfyui_listener_failed", error=repr(exc))
+        self._listeners.notify(self._status)
 
     def _write_state(self, data: dict[str, Any]) -> None:
         from isengard_desktop.storage import atomic

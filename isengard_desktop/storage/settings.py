@@ -33,6 +33,8 @@ class Settings:
     # A ComfyUI already running elsewhere, used instead of the embedded one ("" = embedded); its auth header is
     # in the OS keyring (core/secrets.py), never here.
     comfyui_url: str = ""
+    # The tab the window was last left on ("" = Characters): the window reopens there.
+    last_tab: str = ""
 
 
 # version -> function upgrading a dict from that version to the next one.

@@ -59,6 +59,10 @@ class MainWindow(QMainWindow):
         for widget, title in ((self.characters, "Characters"), (self.dataset, "Dataset"), (self.training, "Training"),
                               (self.generate, "Generate"), (self.jobs, "Jobs")):
             self.tabs.addTab(widget, title)
+        titles = [self.tabs.tabText(i) for i in range(self.tabs.count())]
+        if ctx.settings.last_tab in titles:  # reopen where the person left off
+            self.tabs.setCurrentIndex(titles.index(ctx.settings.last_tab))
+        self.tabs.currentChanged.connect(self._remember_tab)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.tabs)
         self.setCentralWidget(self.stack)
@@ -111,6 +115,21 @@ class MainWindow(QMainWindow):
 
             self.tabs.currentChanged.disconnect(self._preload_chart)
             preload(self)
+
+    def _remember_tab(self, index: int) -> None:
+        from isengard_desktop.storage import settings as settings_store
+
+        title = self.tabs.tabText(index)
+        # Read the file again first: a CLI command may have changed other settings while the window was open.
+        self.ctx.settings.last_tab = title
+        try:
+            stored = settings_store.load(self.ctx.volume.settings_path)
+            stored.last_tab = title
+            settings_store.save(self.ctx.volume.settings_path, stored)
+        except Exception as exc:  # a full or read-only volume: forgetting the tab is fine, an error box is not
+            import structlog
+
+            structlog.get_logger(__name__).warning("last_tab_not_saved", error=str(exc))
 
     def show_first_run(self) -> None:
         """Show the first-run page (at start on a volume not set up yet, or from Settings)."""

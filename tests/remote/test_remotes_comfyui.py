@@ -39,13 +39,13 @@ def _set_url(ctx: AppContext, url: str) -> None:
 def other_comfyui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A ComfyUI of its own (its own base folder and models), on 127.0.0.1 at a free port: (url, base folder)."""
     from engines.comfyui.supervisor import free_port
-    from tests.engines.comfyui.tiny_sd15 import ensure_tiny_sd15
+    from engines.comfyui.fast_test_models import ensure
 
     checkout, python = LOCATED  # type: ignore[misc]
     base = tmp_path_factory.mktemp("other-comfyui")
     (base / "models" / "checkpoints").mkdir(parents=True)
     (base / "user").mkdir()
-    os.link(ensure_tiny_sd15(CACHE, checkout, python), base / "models" / "checkpoints" / "tiny-sd15.safetensors")
+    os.link(ensure(CACHE, checkout, python)["checkpoint"], base / "models" / "checkpoints" / "tiny-sd15.safetensors")
     port = free_port()
     log = (base / "comfyui.log").open("wb")
     proc = subprocess.Popen([str(python), str(checkout / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port",

@@ -163,3 +163,17 @@ def test_the_dataset_grids_first_row_is_not_cut_off(qtbot, window, ctx, photos):
     # As far from the frame's top as from its left side (it touched the rounded top edge before).
     assert corner - inside == QPoint(corner.x() - inside.x(), corner.x() - inside.x())
     assert corner.y() - inside.y() >= 4
+
+
+def test_the_window_reopens_on_the_tab_it_was_left_on(qtbot, window, ctx) -> None:
+    from isengard_desktop.storage import settings as settings_store
+    from isengard_desktop.ui.main_window import MainWindow
+
+    open_tab(qtbot, window, window.generate)
+    window.close()
+    assert settings_store.load(ctx.volume.settings_path).last_tab == "Generate"
+    again = MainWindow(ctx)
+    qtbot.addWidget(again)
+    again.show()
+    assert again.tabs.currentWidget() is again.generate
+    again.close()
