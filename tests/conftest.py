@@ -10,8 +10,12 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from isengard_desktop.context import AppContext
 
 from tests.models.fake_hub import FakeHub
 
@@ -108,3 +112,34 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         if any(name in reason for name in REAL_ENGINE_SKIPS):
             report.outcome = "failed"
             report.longrepr = f"a real-engine test skipped although CI installed the engines: {reason}"
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[AppContext]:
+    """A fresh fast-test volume with its job manager, shut down after the test."""
+    from isengard_desktop.context import AppContext
+
+    context = AppContext.open(tmp_path / "vol", "fast-test")
+    yield context
+    context.jobs.shutdown(wait=10)
+    context.close()
+
+
+@pytest.fixture
+def window(qtbot, ctx: AppContext, monkeypatch: pytest.MonkeyPatch):
+    """The main window on ``ctx``, shown, as a person who finished the first-run page sees it."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from isengard_desktop.ui.main_window import MainWindow
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
+    # The window starts ComfyUI when it is installed; these tests drive the built-in engine only
+    # (tests/jobs/test_comfyui_jobs.py covers ComfyUI).
+    monkeypatch.delenv("ISENGARD_COMFYUI_DIR", raising=False)
+    # These tests start where a person who finished the first-run page is (test_first_run.py covers the page).
+    ctx.settings.first_run_done = True
+    win = MainWindow(ctx)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close()

@@ -7,7 +7,6 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # Qt reads it once, at the first QApplication
 
-from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -20,16 +19,9 @@ from tests.captioning.conftest import PERSON_CAPTION, PHOTOS, TRIGGER  # noqa: E
 
 
 @pytest.fixture
-def window(qtbot, caption_ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    from isengard_desktop.ui.main_window import MainWindow
-
-    monkeypatch.delenv("ISENGARD_COMFYUI_DIR", raising=False)
-    caption_ctx.settings.first_run_done = True
-    win = MainWindow(caption_ctx)
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
+def ctx(caption_ctx: AppContext) -> AppContext:
+    """The shared ``window`` fixture opens on the volume with Eileen's photos."""
+    return caption_ctx
 
 
 def _choose_character(qtbot, window) -> object:

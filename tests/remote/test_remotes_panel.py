@@ -7,7 +7,6 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before the first QApplication
 
-from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -16,14 +15,6 @@ from PySide6.QtCore import Qt  # noqa: E402
 from isengard_desktop.context import AppContext  # noqa: E402
 from isengard_desktop.core.remote import registry  # noqa: E402
 from tests.remote.conftest import SshdServer  # noqa: E402
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[AppContext]:
-    context = AppContext.open(tmp_path / "vol", "fast-test")
-    yield context
-    context.jobs.shutdown(wait=10)
-    context.close()
 
 
 @pytest.fixture

@@ -8,46 +8,16 @@ import os
 # Qt reads the platform once, when the first QApplication is made: it cannot be set per test.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
-
-from isengard_desktop.context import AppContext  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def fast_test_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     """The window and the workers it starts run in fast-test mode, for this test only."""
     monkeypatch.setenv("ISENGARD_MODE", "fast-test")
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[AppContext]:
-    context = AppContext.open(tmp_path / "vol", "fast-test")
-    yield context
-    context.jobs.shutdown(wait=10)
-    context.close()
-
-
-@pytest.fixture
-def window(qtbot, ctx: AppContext, monkeypatch: pytest.MonkeyPatch):
-    from PySide6.QtWidgets import QMessageBox
-
-    from isengard_desktop.ui.main_window import MainWindow
-
-    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
-    # The window starts ComfyUI when it is installed; these tests drive the built-in engine only
-    # (tests/jobs/test_comfyui_jobs.py covers ComfyUI).
-    monkeypatch.delenv("ISENGARD_COMFYUI_DIR", raising=False)
-    # These tests start where a person who finished the first-run page is (test_first_run.py covers the page).
-    ctx.settings.first_run_done = True
-    win = MainWindow(ctx)
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
 
 
 @pytest.fixture
