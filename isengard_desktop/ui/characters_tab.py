@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -17,13 +18,15 @@ from PySide6.QtWidgets import (
 )
 
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.importer import ImportProgress, ImportReport
 from isengard_desktop.core.log import correlation
 from isengard_desktop.errors import IsengardError
 from isengard_desktop.ui.bridge import Task, run_in_background
 from isengard_desktop.ui.character_card import CharacterCard
 from isengard_desktop.ui.character_dialogs import CharacterDialog
 from isengard_desktop.ui.widgets import button, label
+
+if TYPE_CHECKING:  # the importer pulls in Pillow and pillow-heif: not before the first frame (E37)
+    from isengard_desktop.core.importer import ImportProgress, ImportReport
 
 COLUMNS = 4
 IMAGE_FILTER = "Photos (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff *.heic *.heif);;All files (*)"

@@ -13,7 +13,6 @@ from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
 
 from isengard_desktop.core.dataset import DatasetImage
-from isengard_desktop.core.image_probe import make_thumbnail
 from isengard_desktop.core.photo_check.analyse import BADGES
 from isengard_desktop.ui.thumbnails import ThumbnailCache
 
@@ -29,6 +28,9 @@ def _thumbnail_file(image: DatasetImage) -> Path:
     """The volume's cached thumbnail, made again if the cache lost it."""
     path = image.thumbnail_path
     if not path.exists() and image.path.exists():
+        # Imported here: it brings Pillow and pillow-heif, which the window's first frame does not need (E37).
+        from isengard_desktop.core.image_probe import make_thumbnail
+
         make_thumbnail(image.path, path)
     return path
 

@@ -28,7 +28,6 @@ from isengard_desktop.context import AppContext
 from isengard_desktop.core.units import transfer_text
 from isengard_desktop.errors import IsengardError
 from isengard_desktop.jobs import protocol
-from isengard_desktop.jobs.debug_bundle import build_debug_bundle, bundle_summary, person_images
 from isengard_desktop.storage.jobs_repo import RESUMABLE_STATES, JobRow
 from isengard_desktop.ui.bridge import JobBridge
 from isengard_desktop.ui.widgets import button, label
@@ -215,6 +214,9 @@ class JobsTab(QWidget):
             target = Path(chosen)
         folder = self.ctx.jobs.job_dir(job) if job else None
         include = self.bundle_images.isChecked()
+        # Imported when asked for: it brings importlib.metadata, which the first frame does not need (E37).
+        from isengard_desktop.jobs.debug_bundle import build_debug_bundle, bundle_summary, person_images
+
         path = build_debug_bundle(self.ctx.volume, folder, self.ctx.mode, target, include_images=include)
         self.status.setText(f"Debug bundle written to {path}. {bundle_summary(len(person_images(folder)), include)}")
         return path
