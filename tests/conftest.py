@@ -1,6 +1,7 @@
 """Fixtures every test folder may use: a loopback fake Hugging Face hub (HF_ENDPOINT points at it, child processes
 inherit it), a file keyring (never the real one), a real small disk for full-disk tests, and a stand-in
-nvidia-smi answering as a desktop RTX 3090 does (this machine has no GPU)."""
+nvidia-smi answering as a desktop RTX 3090 does (this machine has no GPU), and a fast-test volume (``ctx``) with
+its main window (``window``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from isengard_desktop.context import AppContext
 
 from tests.models.fake_hub import FakeHub
+
+# Qt reads the platform once, when the first QApplication is made (any test may make it): offscreen unless told.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,11 +9,10 @@ import pytest
 from PySide6.QtCore import QItemSelectionModel, Qt
 
 from tests.photo_check import real_photos
-from tests.ui.conftest import ctx, window  # noqa: F401 (fixtures)
 
 
 @pytest.mark.slow
-def test_check_photos_badges_filter_faces_and_preflight(qtbot, window, ctx, tmp_path: Path):  # noqa: F811
+def test_check_photos_badges_filter_faces_and_preflight(qtbot, window, ctx, tmp_path: Path):
     from isengard_desktop.ui.dataset_model import IssuesRole
 
     folder = tmp_path / "photos"
@@ -69,7 +68,7 @@ def test_check_photos_badges_filter_faces_and_preflight(qtbot, window, ctx, tmp_
 
 
 @pytest.mark.slow
-def test_cancel_a_check_from_the_dataset_tab(qtbot, window, ctx, tmp_path: Path):  # noqa: F811
+def test_cancel_a_check_from_the_dataset_tab(qtbot, window, ctx, tmp_path: Path):
     folder = tmp_path / "photos"
     real_photos.make(folder)
     character = ctx.characters.create("Eileen", "ohwx_eileen")

@@ -38,8 +38,8 @@ def _set_url(ctx: AppContext, url: str) -> None:
 @pytest.fixture(scope="module")
 def other_comfyui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A ComfyUI of its own (its own base folder and models), on 127.0.0.1 at a free port: (url, base folder)."""
-    from engines.comfyui.supervisor import free_port
     from engines.comfyui.fast_test_models import ensure
+    from engines.comfyui.supervisor import free_port
 
     checkout, python = LOCATED  # type: ignore[misc]
     base = tmp_path_factory.mktemp("other-comfyui")
