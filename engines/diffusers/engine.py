@@ -39,7 +39,8 @@ class DiffusersEngine:
     def advanced_readiness(self) -> dict[str, Availability]:
         """The Advanced toggles are ComfyUI workflows; the built-in engine says so instead of failing later."""
         reason = "The built-in engine does not offer this; choose the ComfyUI engine to use it."
-        return {toggle: Availability(False, reason) for toggle in ("controlnet", "ipadapter", "facedetailer", "upscale")}
+        toggles = ("controlnet", "ipadapter", "facedetailer", "upscale")
+        return {toggle: Availability(False, reason) for toggle in toggles}
 
     def generate(self, request: GenerationRequest, emit: Emit, should_stop: ShouldStop) -> str:
         """Generate the images of ``request``; the pipeline stays loaded in this worker for the next request."""

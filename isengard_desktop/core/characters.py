@@ -54,7 +54,9 @@ class Character:
 
     @property
     def lora_state(self) -> str:
-        return "No LoRA yet" if self.lora_count == 0 else f"{self.lora_count} LoRA" + ("s" if self.lora_count > 1 else "")
+        if self.lora_count == 0:
+            return "No LoRA yet"
+        return f"{self.lora_count} LoRA" + ("s" if self.lora_count > 1 else "")
 
     def to_json(self) -> dict:
         return {
@@ -107,7 +109,8 @@ def trigger_word_hints(trigger: str) -> list[str]:
             f"'ohwx_{lowered}' usually trains a cleaner identity."
         )
     elif len(lowered) < 4:
-        hints.append(f"'{trigger}' is very short; short tokens are often shared with other words. Consider a longer one.")
+        hints.append(f"'{trigger}' is very short; short tokens are often shared with other words. "
+                     "Consider a longer one.")
     return hints
 
 
@@ -195,7 +198,8 @@ class CharacterService:
         """Move the character's images to the trash, then forget the character. Returns the trash folder."""
         character = self.get(character_id)
         rows = self.images.list(character_id=character_id)
-        folder = move_to_trash(self.volume, f"character-{character.name}", rows, extra={"character": character.to_json()})
+        folder = move_to_trash(self.volume, f"character-{character.name}", rows,
+                               extra={"character": character.to_json()})
         self.repo.delete(character_id)
         log.info("character_deleted", character_id=character_id, name=character.name, images=len(rows),
                  trash=str(folder))

@@ -82,7 +82,8 @@ def build_spec(
     if not base.ready:
         check.problems.append(base.reason)
     if len(images) < MIN_IMAGES:
-        check.problems.append(f"{character.name} has no photos yet; import at least {RECOMMENDED_IMAGES} in Characters.")
+        check.problems.append(
+            f"{character.name} has no photos yet; import at least {RECOMMENDED_IMAGES} in Characters.")
     elif len(images) < RECOMMENDED_IMAGES:
         check.warnings.append(f"{character.name} has {len(images)} photos; {RECOMMENDED_IMAGES}-30 varied photos "
                               "give a better likeness.")

@@ -80,7 +80,8 @@ class JobRepository:
         return _row(row) if row else None
 
     def find(self, prefix: str) -> list[JobRow]:
-        return [_row(r) for r in self.db.query("SELECT * FROM jobs WHERE id LIKE ? ORDER BY created_at", (prefix + "%",))]
+        rows = self.db.query("SELECT * FROM jobs WHERE id LIKE ? ORDER BY created_at", (prefix + "%",))
+        return [_row(r) for r in rows]
 
     def list(self, kind: str | None = None, states: tuple[str, ...] | None = None, limit: int = 500) -> list[JobRow]:
         where, params = [], []

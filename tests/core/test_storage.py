@@ -27,7 +27,8 @@ def test_older_volume_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
         conn.executescript(sql)
         conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT)")
         conn.execute("INSERT INTO schema_version VALUES (?, ?, 'then')", (version, name))
-        conn.execute("INSERT INTO characters (name, trigger_word, created_at, updated_at) VALUES ('Ada', 'ohwx', 'x', 'x')")
+        conn.execute("INSERT INTO characters (name, trigger_word, created_at, updated_at) "
+                     "VALUES ('Ada', 'ohwx', 'x', 'x')")
     database = Database(path)
     assert database.schema_version() == db.latest_version()
     assert [r["name"] for r in database.query("SELECT name FROM characters")] == ["Ada"]
