@@ -35,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     download.add_argument("--variant", help="e.g. fp8 for ComfyUI's smaller T5 text encoder")
     download.add_argument("--no-check-reuse", action="store_true",
                           help="link files found on the machine without hashing them first")
+    download.add_argument("--token-stdin", action="store_true",
+                          help="read the Hugging Face token from the first line of stdin and download in this "
+                               "process (how another computer's app downloads here over SSH: never on a command line)")
     download.set_defaults(handler=download_cmd)
     verify = actions.add_parser("verify", parents=[common], help="check every file's sha256 (slow for big files)")
     verify.add_argument("model", metavar="MODEL", nargs="?")
@@ -179,6 +182,10 @@ def _run_job(ctx: AppContext, args: argparse.Namespace, spec: dict[str, Any], pl
 def download_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     from isengard_desktop.core.models import catalogue, planning
 
+    if args.token_stdin:  # first, before anything can fail: the sender's pipe is read whatever happens next
+        from isengard_desktop.core.secrets import use_hf_token
+
+        use_hf_token(sys.stdin.readline())
     model = catalogue.get(args.model)
     # A model no default engine reads (the face embedder, the captioner) is downloaded for the readers it has.
     engines = chosen_engines(args.engines) or [e for e in default_engines() if e in model.engines()] or model.engines()
@@ -202,7 +209,25 @@ def download_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     if not args.json:
         say(f"{plan.spec['title']}: {len(plan.spec['files'])} files, {human(plan.download_bytes)} to download"
             + (f", {len(plan.reused)} found on this machine and linked" if plan.reused else "") + ".")
+    if args.token_stdin:
+        return _run_here(ctx, plan.spec)
     return _run_job(ctx, args, plan.spec, plan.to_json())
+
+
+def _run_here(ctx: AppContext, spec: dict[str, Any]) -> int:
+    """Download in this process (its token was given on stdin: a worker process would read the keyring), each
+    event a JSON line on stdout for the app that asked over SSH, then ``{"state": ...}``."""
+    import json
+
+    from isengard_desktop.core.models import download_job
+
+    def emit(event: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+
+    state = download_job.run(spec, emit, lambda: False, ctx.volume.models_dir)
+    emit({"state": state})
+    return EXIT_CODES.get(state, 1)
 
 
 def get_cmd(ctx: AppContext, args: argparse.Namespace) -> int:

@@ -32,6 +32,17 @@ def has_hf_token() -> bool:
         return False
 
 
+# A token this process was given on its stdin (`models download --token-stdin`, run on a remote by this computer's
+# app, whose keyring holds it); kept in memory only, never stored in the remote's keyring or a file.
+_given_token: str | None = None
+
+
+def use_hf_token(token: str | None) -> None:
+    """Use ``token`` in this process instead of the keyring's (None or empty: back to the keyring)."""
+    global _given_token
+    _given_token = token.strip() if token and token.strip() else None
+
+
 def get_hf_token() -> str | None:
     """The token from the keyring, or None when there is none (or no keyring can be reached).
 
@@ -41,6 +52,8 @@ def get_hf_token() -> str | None:
     import keyring
     from keyring.errors import KeyringError
 
+    if _given_token:
+        return _given_token
     try:
         token = keyring.get_password(SERVICE, HF_TOKEN)
     except (KeyringError, RuntimeError):

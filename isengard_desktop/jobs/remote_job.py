@@ -243,6 +243,11 @@ class RemoteJob:
         remote_job["models_dir"] = side.path("models")
         if job["kind"] == "training" and self._offset() > 0:
             remote_job["spec"]["resume"] = True  # it ran there before: continue from its newest checkpoint
+        from isengard_desktop.core.remote.models import ensure_remote_model, model_for_spec
+
+        model = model_for_spec(job.get("spec") or {})
+        if model:  # a production run: its base model must be in the remote volume (E35); fast-test builds its own
+            ensure_remote_model(side, model, self._say, engine=self.job.engine)
         rel_dir = f"jobs/{self.job_id}"
         self._say(f"Sending the job's files to {side.remote.name}…")
         self.sync_report = sync_inputs(side, local_root, sorted(inputs),
