@@ -147,3 +147,13 @@ def window(qtbot, ctx: AppContext, monkeypatch: pytest.MonkeyPatch):
     win.show()
     yield win
     win.close()
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Ask a server the tests started (sshd, a ComfyUI) to end; kill it when it does not within ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from isengard_desktop.core.remote.ssh import CONFIG_ENV, CONTROL_DIR_ENV, Remote, close_all
+from tests.conftest import stop_process
 
 HOST_ALIAS = "isengard-test"
 
@@ -124,12 +125,7 @@ def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer
             os.environ.pop(CONTROL_DIR_ENV, None)
         else:
             os.environ[CONTROL_DIR_ENV] = previous_control
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=10)
         log_file.close()
 
 

@@ -270,20 +270,11 @@ def test_a_wrong_key_fails_the_job_with_a_clear_error(ctx: AppContext, ssh_env: 
     assert "refused the key" in job["error"] and "Traceback" not in done.stderr
 
 
-def test_the_window_runs_training_and_generation_on_the_remote(qtbot, ctx: AppContext,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """The "Run on" pickers of the Training and Generate tabs, as a person uses them."""
+def test_the_window_runs_training_and_generation_on_the_remote(qtbot, window, ctx: AppContext) -> None:
+    """The "Run on" pickers of the Training and Generate tabs, as a person uses them (the shared ``window``
+    fixture of tests/conftest.py, on this file's volume with the remote registered)."""
     from PySide6.QtCore import Qt
-    from PySide6.QtWidgets import QMessageBox
 
-    from isengard_desktop.ui.main_window import MainWindow
-
-    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
-    monkeypatch.delenv("ISENGARD_COMFYUI_DIR", raising=False)
-    ctx.settings.first_run_done = True
-    window = MainWindow(ctx)
-    qtbot.addWidget(window)
-    window.show()
     tab = window.training
     window.tabs.setCurrentWidget(tab)
     tab.refresh()

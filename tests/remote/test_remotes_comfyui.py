@@ -20,6 +20,7 @@ from engines.comfyui.paths import locate
 from isengard_desktop.context import AppContext
 from isengard_desktop.core import generation
 from isengard_desktop.core.remote import registry
+from tests.conftest import stop_process
 from tests.remote.conftest import SshdServer
 
 LOCATED = locate() if os.environ.get("ISENGARD_COMFYUI_DIR") else "ISENGARD_COMFYUI_DIR is not set"
@@ -67,12 +68,7 @@ def other_comfyui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
                 pytest.fail(f"the other ComfyUI did not start: {(base / 'comfyui.log').read_text()[-600:]}")
             time.sleep(0.3)
     yield url, base
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc, timeout=20)
     log.close()
 
 
