@@ -26,15 +26,22 @@ def report() -> None:
     app.quit()
 
 
-app = QApplication(sys.argv)
-window = QMainWindow()
-window.resize(1240, 800)
-tabs = QTabWidget()
-for title in ("Characters", "Dataset", "Training", "Generate", "Jobs"):
-    tabs.addTab(QLabel(title), title)
-window.setCentralWidget(tabs)
-window.statusBar().addWidget(QLabel("ready"))
-spy = _FirstPaint()
-window.installEventFilter(spy)
-window.show()
-app.exec()
+def bare_window() -> QMainWindow:
+    """The reference window (bench/startup_stall.py uses it too): five tabs of labels and a status bar."""
+    window = QMainWindow()
+    window.resize(1240, 800)
+    tabs = QTabWidget()
+    for title in ("Characters", "Dataset", "Training", "Generate", "Jobs"):
+        tabs.addTab(QLabel(title), title)
+    window.setCentralWidget(tabs)
+    window.statusBar().addWidget(QLabel("ready"))
+    return window
+
+
+if __name__ == "__main__":
+    app = QApplication(sys.argv)
+    window = bare_window()
+    spy = _FirstPaint()
+    window.installEventFilter(spy)
+    window.show()
+    app.exec()

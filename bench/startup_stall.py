@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 def _child(kind: str, volume: str) -> None:
     from heartbeat import Heartbeat
     from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QTabWidget
+    from PySide6.QtWidgets import QApplication
 
     app = QApplication([])
     if kind == "app":
@@ -43,13 +43,10 @@ def _child(kind: str, volume: str) -> None:
         window.show()
         QTimer.singleShot(0, window.training.offer_interrupted_jobs)
     else:
+        from _bare_window import bare_window
+
         ctx = None
-        window = QMainWindow()
-        window.resize(1240, 800)
-        tabs = QTabWidget()
-        for title in ("Characters", "Dataset", "Training", "Generate", "Jobs"):
-            tabs.addTab(QLabel(title), title)
-        window.setCentralWidget(tabs)
+        window = bare_window()
         window.show()
     beat = Heartbeat()
     from PySide6.QtCore import QEvent, QObject
