@@ -101,6 +101,7 @@ class AIToolkitEngine:
         if isinstance(found, str):
             raise RuntimeError(found)
         checkout, python = found
+        from isengard_desktop.base import atomic
         from isengard_desktop.core.mode import detect_gpu
         from isengard_desktop.storage import atomic
 

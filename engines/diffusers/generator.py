@@ -28,6 +28,7 @@ from engines.diffusers import models
 from engines.diffusers.errors import GenerationError
 from engines.diffusers.sampling import generate_image
 from engines.interface import Emit, GenerationRequest, ShouldStop
+from isengard_desktop.base import atomic
 from isengard_desktop.core.memory_plan import ModelSizes
 from isengard_desktop.storage import atomic
 

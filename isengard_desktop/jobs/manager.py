@@ -31,6 +31,7 @@ from typing import Any
 
 import structlog
 
+from isengard_desktop.base import atomic
 from isengard_desktop.core.log import correlation, new_correlation_id
 from isengard_desktop.core.names import safe_filename
 from isengard_desktop.errors import NotFoundError, ValidationError

@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 
+from isengard_desktop.base import atomic
 from isengard_desktop.errors import VolumeError
 from isengard_desktop.storage import atomic
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from isengard_desktop.base import atomic
 from isengard_desktop.errors import VolumeError
 from isengard_desktop.storage import atomic
 

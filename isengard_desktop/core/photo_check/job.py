@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from isengard_desktop.base import atomic
 from isengard_desktop.core.lifeline import die_with_parent
 from isengard_desktop.core.photo_check import embedder as embedders
 from isengard_desktop.core.photo_check.analyse import PhotoInput, build_report
