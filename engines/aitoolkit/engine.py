@@ -77,7 +77,7 @@ def failure_message(tail: list[str], returncode: int) -> str:
 
 def write_dataset(spec: TrainingSpec, folder: Path) -> None:
     """Images with their captions as AI-Toolkit reads them: ``0001.jpg`` beside ``0001.txt``."""
-    from isengard_desktop.storage import atomic
+    from isengard_desktop.base import atomic
 
     folder.mkdir(parents=True, exist_ok=True)
     for index, item in enumerate(spec.dataset):
@@ -103,7 +103,6 @@ class AIToolkitEngine:
         checkout, python = found
         from isengard_desktop.base import atomic
         from isengard_desktop.core.mode import detect_gpu
-        from isengard_desktop.storage import atomic
 
         output = Path(spec.output_dir)
         device = "cpu" if spec.device == "cpu" or not detect_gpu().present else "cuda:0"
@@ -236,7 +235,7 @@ def _save_with_metadata(source: Path, target: Path, metadata: dict[str, str]) ->
     import json
     import struct
 
-    from isengard_desktop.storage import atomic
+    from isengard_desktop.base import atomic
 
     data = source.read_bytes()
     (length,) = struct.unpack("<Q", data[:8])

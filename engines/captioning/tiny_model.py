@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from isengard_desktop.storage import atomic
+from isengard_desktop.base import atomic
 
 log = structlog.get_logger(__name__)
 

@@ -266,7 +266,7 @@ class ComfyUIEngine:
     def _one_image(self, client, connection, request: GenerationRequest, workflow: dict, choice, index: int,
                    emit: Emit, should_stop: ShouldStop, version: str) -> str:
         """Submit one image's workflow, follow it, and save what it made; returns the final state."""
-        from isengard_desktop.storage import atomic
+        from isengard_desktop.base import atomic
 
         seed = request.seed + index
         started = time.perf_counter()

@@ -294,7 +294,7 @@ class ComfyUISupervisor:
         self._listeners.notify(self._status)
 
     def _write_state(self, data: dict[str, Any]) -> None:
-        from isengard_desktop.storage import atomic
+        from isengard_desktop.base import atomic
 
         file = paths.state_file(self.volume_root)
         try:

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from engines.diffusers.errors import TrainingError
-from isengard_desktop.storage import atomic
+from isengard_desktop.base import atomic
 
 log = structlog.get_logger(__name__)
 

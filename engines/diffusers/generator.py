@@ -30,7 +30,6 @@ from engines.diffusers.sampling import generate_image
 from engines.interface import Emit, GenerationRequest, ShouldStop
 from isengard_desktop.base import atomic
 from isengard_desktop.core.memory_plan import ModelSizes
-from isengard_desktop.storage import atomic
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save
 
 from engines.diffusers.dataset import Bucket, Sample, fit_to_bucket, load_image
-from isengard_desktop.storage import atomic
+from isengard_desktop.base import atomic
 
 log = structlog.get_logger(__name__)
 

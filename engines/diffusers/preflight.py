@@ -100,6 +100,6 @@ def memory_plan(spec: TrainingSpec, card: Card, bitsandbytes: bool) -> Plan:
 
 
 def save_plan(spec: TrainingSpec, plan: Plan) -> None:
-    from isengard_desktop.storage import atomic
+    from isengard_desktop.base import atomic
 
     atomic.write_text(Path(spec.output_dir) / PLAN_FILE, json.dumps(plan.to_json(), indent=2))

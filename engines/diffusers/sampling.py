@@ -18,7 +18,7 @@ from PIL import Image
 
 from engines.diffusers.text import TextEmbedding, sequence_length
 from engines.interface import TrainingSpec
-from isengard_desktop.storage import atomic
+from isengard_desktop.base import atomic
 
 if TYPE_CHECKING:
     from diffusers import FluxPipeline

@@ -19,7 +19,7 @@ import structlog
 import torch
 from safetensors.torch import load_file, save
 
-from isengard_desktop.storage import atomic
+from isengard_desktop.base import atomic
 
 log = structlog.get_logger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from isengard_desktop.storage import atomic
+from isengard_desktop.base import atomic
 
 THUMBNAIL_SIDE = 256
 MAX_PIXELS = 100_000_000  # 100 megapixels: larger than any camera, smaller than a decompression bomb

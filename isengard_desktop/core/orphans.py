@@ -25,7 +25,7 @@ from pathlib import Path
 
 import structlog
 
-from isengard_desktop.storage import atomic
+from isengard_desktop.base import atomic
 from isengard_desktop.storage.repositories import ImageRepository
 from isengard_desktop.storage.volume import Volume
 

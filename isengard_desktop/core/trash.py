@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from isengard_desktop.storage import atomic
+from isengard_desktop.base import atomic
 from isengard_desktop.storage.repositories import ImageRow
 from isengard_desktop.storage.volume import Volume
 

@@ -38,7 +38,6 @@ from isengard_desktop.errors import NotFoundError, ValidationError
 from isengard_desktop.jobs import protocol, remote_job
 from isengard_desktop.jobs.gpu_lock import GpuLock
 from isengard_desktop.jobs.runner import WorkerProcess
-from isengard_desktop.storage import atomic
 from isengard_desktop.storage.db import Database
 from isengard_desktop.storage.jobs_repo import RESUMABLE_STATES, JobRepository, JobRow
 from isengard_desktop.storage.volume import Volume

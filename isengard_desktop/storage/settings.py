@@ -11,7 +11,6 @@ import structlog
 
 from isengard_desktop.base import atomic
 from isengard_desktop.errors import VolumeError
-from isengard_desktop.storage import atomic
 
 log = structlog.get_logger(__name__)
 

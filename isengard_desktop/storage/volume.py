@@ -16,7 +16,6 @@ from pathlib import Path
 
 from isengard_desktop.base import atomic
 from isengard_desktop.errors import VolumeError
-from isengard_desktop.storage import atomic
 
 APP_DIR_NAME = "isengard-desktop"
 LOCATION_FILE = "volume-location.json"

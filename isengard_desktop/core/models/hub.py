@@ -274,7 +274,7 @@ def download(remote: RemoteFile, dest: Path, token: str | None, *, expected_size
     have = part.stat().st_size if part.exists() else 0
     check_free_space(dest.parent, size - have)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    from isengard_desktop.storage import atomic
+    from isengard_desktop.base import atomic
 
     atomic.write_text(_sidecar(dest), json.dumps(asdict(ident)))
     digest = hashlib.sha256()
@@ -336,7 +336,7 @@ def _xet_available() -> bool:
 
 def _finish(part: Path, dest: Path) -> None:
     """Make the verified partial the file, atomically (a reader sees the old file or the whole new one)."""
-    from isengard_desktop.storage import atomic
+    from isengard_desktop.base import atomic
 
     with part.open("rb+") as handle:
         os.fsync(handle.fileno())

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from isengard_desktop.storage import atomic
+from isengard_desktop.base import atomic
 
 LEDGER_FILE = ".verified.json"
 LOCK_FILE = ".verified.lock"

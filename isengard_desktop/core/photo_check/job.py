@@ -25,7 +25,6 @@ from isengard_desktop.core.photo_check import embedder as embedders
 from isengard_desktop.core.photo_check.analyse import PhotoInput, build_report
 from isengard_desktop.core.photo_check.cache import PhotoCheckCache, analyser_id
 from isengard_desktop.core.photo_check.measure import Measures, measure
-from isengard_desktop.storage import atomic
 from isengard_desktop.storage.db import Database
 from isengard_desktop.storage.volume import Volume
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from isengard_desktop.storage import atomic
+from isengard_desktop.base import atomic
 
 if TYPE_CHECKING:
     import numpy as np
