@@ -32,7 +32,7 @@ def _child(kind: str, volume: str) -> None:
 
     app = QApplication([])
     if kind == "app":
-        from isengard_desktop.resources import resource_path
+        from isengard_desktop.base.resources import resource_path
         from isengard_desktop.ui import app as app_module
 
         app.setStyleSheet(resource_path("style.qss").read_text(encoding="utf-8"))

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 API_VERSION = 1
 
@@ -26,6 +27,7 @@ ShouldStop = Callable[[], bool]
 EVENTS = (
     "progress",  # step, total, loss, lr, it_per_s, eta_s
     "sample",  # step, path, prompt
+import os
     "checkpoint",  # step, path
     "log",  # level, message
     "gpu",  # util, vram_used_mb, vram_total_mb, temp_c  (or cpu_percent, ram_used_mb when no GPU)

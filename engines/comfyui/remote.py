@@ -198,7 +198,7 @@ def send_loras(comfy: ComfyUIClient, lora_paths: Sequence[Path], volume_root: Pa
 def send_loras_or_explain(comfy: ComfyUIClient, lora_paths: Sequence[Path], volume_root: Path,
                           say: Callable[[str], None]) -> None:
     """``send_loras`` with an SSH failure (unreachable, wrong key) as the ComfyUIError the engine reports."""
-    from isengard_desktop.errors import IsengardError
+    from isengard_desktop.base.errors import IsengardError
 
     try:
         send_loras(comfy, lora_paths, volume_root, say)

@@ -82,7 +82,7 @@ class ModelChoice:
 
 
 def load_template(name: str) -> dict[str, Any]:
-    from isengard_desktop.resources import resource_path
+    from isengard_desktop.base.resources import resource_path
 
     path = resource_path("workflows", name)
     if not path.is_file():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.cli.output import ProgressBar, emit_json, say
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.dataset import ImageFilter
-from isengard_desktop.errors import IsengardError
 
 EXIT_NOTHING_IMPORTED = 1
 _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

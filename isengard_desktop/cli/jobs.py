@@ -9,10 +9,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.cli.output import ProgressBar, emit_json, say
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.training import build_spec, choose_training_engine
-from isengard_desktop.errors import IsengardError
 from isengard_desktop.jobs import protocol
 from isengard_desktop.storage.jobs_repo import JobRow
 
@@ -145,7 +145,7 @@ def _report(ctx: AppContext, job: JobRow, args: argparse.Namespace) -> int:
 
 
 def train_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
-    from isengard_desktop.errors import ValidationError
+    from isengard_desktop.base.errors import ValidationError
     from isengard_desktop.jobs.manager import DB_ERRORS
 
     if getattr(args, "plan_for_vram", None) is not None:
@@ -245,7 +245,7 @@ def bundle_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     """The Jobs tab's "Export debug bundle", without the window."""
     from pathlib import Path
 
-    from isengard_desktop.errors import ValidationError
+    from isengard_desktop.base.errors import ValidationError
     from isengard_desktop.jobs.debug_bundle import build_debug_bundle, bundle_summary, person_images
 
     job = ctx.jobs.get(args.job_id)

@@ -11,7 +11,7 @@ import logging
 import sys
 
 from isengard_desktop import __version__
-from isengard_desktop.errors import IsengardError, ValidationError, VolumeError
+from isengard_desktop.base.errors import IsengardError, ValidationError, VolumeError
 
 
 def is_gui_invocation(argv: list[str]) -> bool:

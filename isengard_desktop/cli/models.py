@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from isengard_desktop.base.errors import ValidationError
 from isengard_desktop.cli.output import ProgressBar, emit_json, say
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.units import human_bytes
-from isengard_desktop.errors import ValidationError
 
 ENGINES = ("comfyui", "diffusers", "aitoolkit")
 EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 3, "interrupted": 3}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import structlog
 
+from isengard_desktop.base.errors import NotFoundError, ValidationError
 from isengard_desktop.core.trash import move_to_trash
-from isengard_desktop.errors import NotFoundError, ValidationError
 from isengard_desktop.storage.repositories import CharacterRepository, ImageRepository, ImageRow
 from isengard_desktop.storage.volume import Volume
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from isengard_desktop.errors import IsengardError
+from isengard_desktop.base.errors import IsengardError
 
 log = structlog.get_logger(__name__)
 

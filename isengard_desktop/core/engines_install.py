@@ -26,10 +26,10 @@ from pathlib import Path
 
 import structlog
 
+from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.core.engine_python import find_engine_python, venv_commands
 from isengard_desktop.core.engines_status import pins
 from isengard_desktop.core.mode import detect_gpu
-from isengard_desktop.errors import IsengardError
 
 log = structlog.get_logger(__name__)
 

@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from isengard_desktop.resources import resources_dir
+from isengard_desktop.base.resources import resources_dir
 
 ENV_DIRS = {"aitoolkit": "ISENGARD_AITOOLKIT_DIR", "comfyui": "ISENGARD_COMFYUI_DIR"}
 ENV_PYTHONS = {"aitoolkit": "ISENGARD_AITOOLKIT_PYTHON", "comfyui": "ISENGARD_COMFYUI_PYTHON"}

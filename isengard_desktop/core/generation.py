@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from engines.interface import ASPECT_PRESETS, GenerationRequest, LoraRef, aspect_size
+from isengard_desktop.base.errors import NotFoundError, ValidationError
 from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.core.training import base_models
-from isengard_desktop.errors import NotFoundError, ValidationError
 from isengard_desktop.storage.db import Database
 from isengard_desktop.storage.jobs_repo import GenerationRow, JobRepository
 from isengard_desktop.storage.volume import Volume

@@ -22,7 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from isengard_desktop.resources import resource_path
+from isengard_desktop.base.resources import resource_path
 
 GIB = 2**30
 ENGINES = ("diffusers", "aitoolkit")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from isengard_desktop.errors import ValidationError
+from isengard_desktop.base.errors import ValidationError
 
 PRODUCTION = "production"
 FAST_TEST = "fast-test"

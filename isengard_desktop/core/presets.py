@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from isengard_desktop.errors import ValidationError
-from isengard_desktop.resources import resource_path
+from isengard_desktop.base.errors import ValidationError
+from isengard_desktop.base.resources import resource_path
 
 PRESET_NAMES = ("quick", "balanced", "high")
 OVERRIDABLE = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from isengard_desktop.errors import IsengardError
+from isengard_desktop.base.errors import IsengardError
 
 SERVICE = "isengard-desktop"
 HF_TOKEN = "huggingface-token"
@@ -71,7 +71,7 @@ def set_comfyui_auth(header: str) -> None:
 
     header = header.strip()
     if header and ":" not in header:
-        from isengard_desktop.errors import ValidationError
+        from isengard_desktop.base.errors import ValidationError
 
         raise ValidationError("Write the header as Name: value (e.g. Authorization: Bearer abc123).")
     try:

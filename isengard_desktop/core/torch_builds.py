@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from isengard_desktop.errors import IsengardError
-from isengard_desktop.resources import resource_path
+from isengard_desktop.base.errors import IsengardError
+from isengard_desktop.base.resources import resource_path
 
 INDEX = "https://download.pytorch.org/whl/"
 STATUS_ORDER = {"stable": 0, "legacy": 1, "experimental": 2}

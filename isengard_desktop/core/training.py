@@ -13,12 +13,12 @@ from typing import Any
 
 from engines.diffusers.preflight import MARGIN as DISK_MARGIN
 from engines.interface import DatasetItem, TrainingSpec
+from isengard_desktop.base.errors import ValidationError
 from isengard_desktop.core.characters import Character
 from isengard_desktop.core.dataset import DatasetService, ImageFilter
 from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.core.names import safe_filename
 from isengard_desktop.core.presets import load_preset
-from isengard_desktop.errors import ValidationError
 from isengard_desktop.storage.volume import Volume
 
 TINY_MODEL = "tiny-flux"  # built locally by the diffusers engine in the worker (fast-test mode)

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.core.remote import ssh
 from isengard_desktop.core.remote.sync import RemoteSide, SyncReport, map_spec, sync_inputs
-from isengard_desktop.errors import IsengardError
 from isengard_desktop.jobs import protocol
 from isengard_desktop.storage.jobs_repo import JobRow
 from isengard_desktop.storage.volume import Volume

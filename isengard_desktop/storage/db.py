@@ -18,7 +18,7 @@ from pathlib import Path
 
 import structlog
 
-from isengard_desktop.errors import VolumeError
+from isengard_desktop.base.errors import VolumeError
 
 log = structlog.get_logger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 
 from isengard_desktop.base import atomic
-from isengard_desktop.errors import VolumeError
+from isengard_desktop.base.errors import VolumeError
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from isengard_desktop.base import atomic
-from isengard_desktop.errors import VolumeError
+from isengard_desktop.base.errors import VolumeError
 
 APP_DIR_NAME = "isengard-desktop"
 LOCATION_FILE = "volume-location.json"

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from isengard_desktop import APP_NAME
-from isengard_desktop.errors import IsengardError
+from isengard_desktop.base.errors import IsengardError
 
 PROCESS_START = time.perf_counter()
 
@@ -80,7 +80,7 @@ def run_gui(volume_cli_value: str | None) -> int:
 
     _skip_feature_scan()
 
-    from isengard_desktop.resources import resource_path
+    from isengard_desktop.base.resources import resource_path
 
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName(APP_NAME)

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLineEdit, QPlainTextEdit, QVBoxLayout
 
+from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.core.characters import Character, trigger_word_hints
-from isengard_desktop.errors import IsengardError
 from isengard_desktop.ui.widgets import label
 
 

@@ -21,13 +21,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.dataset import DatasetImage, ImageFilter, default_caption
 from isengard_desktop.core.log import correlation
 from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.core.photo_check.analyse import BADGES, ISSUES
 from isengard_desktop.core.photo_check.service import PhotoCheckService
-from isengard_desktop.errors import IsengardError
 from isengard_desktop.ui.bridge import run_in_background
 from isengard_desktop.ui.caption_panel import CaptionPanel
 from isengard_desktop.ui.dataset_model import CELL, BadgeDelegate, DatasetModel, ImageRole

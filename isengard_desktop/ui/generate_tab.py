@@ -10,11 +10,11 @@ from PySide6.QtGui import QDesktopServices, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QScrollArea, QSplitter, QVBoxLayout, QWidget
 
 from engines.interface import Availability
+from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.context import AppContext
 from isengard_desktop.core import generation
 from isengard_desktop.core.log import correlation
 from isengard_desktop.core.mode import FAST_TEST
-from isengard_desktop.errors import IsengardError
 from isengard_desktop.storage.jobs_repo import GenerationRow
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.gallery import GalleryModel, GalleryView, PathRole, RowRole

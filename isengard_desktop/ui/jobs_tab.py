@@ -24,9 +24,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.units import transfer_text
-from isengard_desktop.errors import IsengardError
 from isengard_desktop.jobs import protocol
 from isengard_desktop.storage.jobs_repo import RESUMABLE_STATES, JobRow
 from isengard_desktop.ui.bridge import JobBridge

@@ -21,10 +21,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.log import correlation
 from isengard_desktop.core.units import human_bytes, transfer_text
-from isengard_desktop.errors import IsengardError
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.widgets import button, label
 

@@ -17,11 +17,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.log import correlation
 from isengard_desktop.core.remote import registry
 from isengard_desktop.core.remote.ssh import DEFAULT_REMOTE_DIR, Remote
-from isengard_desktop.errors import IsengardError
 from isengard_desktop.ui.bridge import run_in_background
 from isengard_desktop.ui.widgets import button, label
 

@@ -19,12 +19,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.log import correlation
 from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.core.training import build_spec
 from isengard_desktop.core.units import human_duration
-from isengard_desktop.errors import IsengardError
 from isengard_desktop.jobs.remote_job import LANE_PREFIX, reattachable
 from isengard_desktop.storage.jobs_repo import RESUMABLE_STATES
 from isengard_desktop.ui.bridge import JobBridge, run_in_background

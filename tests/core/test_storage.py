@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from isengard_desktop.base import atomic
-from isengard_desktop.errors import VolumeError
+from isengard_desktop.base.errors import VolumeError
 from isengard_desktop.storage import db, settings, volume
 from isengard_desktop.storage.db import Database
 

@@ -137,7 +137,7 @@ def test_a_killed_generation_worker_fails_its_job_and_a_new_one_takes_over(train
 
 
 def test_bad_requests_are_refused_with_the_reason(trained_ctx: AppContext) -> None:
-    from isengard_desktop.errors import NotFoundError, ValidationError
+    from isengard_desktop.base.errors import NotFoundError, ValidationError
 
     ctx = trained_ctx
     with pytest.raises(ValidationError, match="Write a prompt"):

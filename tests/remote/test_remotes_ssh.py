@@ -103,7 +103,7 @@ def test_parse_address(text: str, expected: tuple[str, str, int | None]) -> None
 
 @pytest.mark.parametrize("text", ["root@host:99999", "a b@host", "-oProxyCommand=x", "root@"])
 def test_parse_address_refuses_nonsense(text: str) -> None:
-    from isengard_desktop.errors import ValidationError
+    from isengard_desktop.base.errors import ValidationError
 
     with pytest.raises(ValidationError):
         ssh.parse_address(text)

@@ -51,7 +51,7 @@ def start_run(qtbot, window, character_id: int, steps: int) -> str:
 @pytest.fixture
 def styled(qapp):
     """The app's own style sheet, as the window has it (its paddings make the form taller than the tab)."""
-    from isengard_desktop.resources import resource_path
+    from isengard_desktop.base.resources import resource_path
 
     qapp.setStyleSheet(resource_path("style.qss").read_text())
     yield

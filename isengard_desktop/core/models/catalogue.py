@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from isengard_desktop.errors import IsengardError, NotFoundError
-from isengard_desktop.resources import resource_path
+from isengard_desktop.base.errors import IsengardError, NotFoundError
+from isengard_desktop.base.resources import resource_path
 
 SCHEMA_VERSION = 1
 ENV_CATALOGUE = "ISENGARD_MODEL_CATALOGUE"

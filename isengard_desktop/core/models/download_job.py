@@ -21,8 +21,8 @@ from typing import Any
 
 import structlog
 
+from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.core.models import hub, ledger
-from isengard_desktop.errors import IsengardError
 
 log = structlog.get_logger(__name__)
 

@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 
 import structlog
 
-from isengard_desktop.errors import IsengardError
+from isengard_desktop.base.errors import IsengardError
 
 log = structlog.get_logger(__name__)
 XET_MAX_BYTES = 2 * 1000**3  # larger files resume through our ranged download (see download())

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from isengard_desktop.base.errors import ValidationError
 from isengard_desktop.core.dataset import DatasetImage, ImageFilter
 from isengard_desktop.core.photo_check import embedder as embedders
 from isengard_desktop.core.photo_check.analyse import PhotoInput, Report, build_report
 from isengard_desktop.core.photo_check.cache import PhotoCheckCache, analyser_id
-from isengard_desktop.errors import ValidationError
 from isengard_desktop.storage.jobs_repo import JobRow
 
 if TYPE_CHECKING:

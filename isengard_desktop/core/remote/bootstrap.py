@@ -36,10 +36,10 @@ from pathlib import Path
 import structlog
 
 from isengard_desktop import __version__
+from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.core.remote import ssh
 from isengard_desktop.core.remote.check import EXPAND_DIR, RemoteReport, check_remote
 from isengard_desktop.core.remote.ssh import Remote
-from isengard_desktop.errors import IsengardError
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +77,7 @@ class RemoteInstall:
 
 def app_root() -> Path:
     """The folder holding isengard_desktop/, engines/, resources/ and vendor/ (a checkout, or the bundle)."""
-    from isengard_desktop.resources import resources_dir
+    from isengard_desktop.base.resources import resources_dir
 
     return resources_dir().parent
 

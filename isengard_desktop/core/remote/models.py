@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 import structlog
 
+from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.core.remote import ssh
 from isengard_desktop.core.remote.ssh import Remote
-from isengard_desktop.errors import IsengardError
 
 log = structlog.get_logger(__name__)
 

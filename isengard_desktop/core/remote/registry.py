@@ -16,8 +16,8 @@ from pathlib import Path
 
 import structlog
 
+from isengard_desktop.base.errors import NotFoundError, ValidationError
 from isengard_desktop.core.remote.ssh import DEFAULT_REMOTE_DIR, Remote, parse_address
-from isengard_desktop.errors import NotFoundError, ValidationError
 from isengard_desktop.storage import settings as settings_store
 from isengard_desktop.storage.settings import Settings
 from isengard_desktop.storage.volume import Volume

@@ -33,7 +33,7 @@ from typing import Any
 
 import structlog
 
-from isengard_desktop.errors import IsengardError
+from isengard_desktop.base.errors import IsengardError
 
 log = structlog.get_logger(__name__)
 
@@ -101,7 +101,7 @@ class Remote:
 
 def parse_address(text: str) -> tuple[str, str, int | None]:
     """``user@host[:port]`` (or ``host``) -> (user, host, port). Raises ValidationError on nonsense."""
-    from isengard_desktop.errors import ValidationError
+    from isengard_desktop.base.errors import ValidationError
 
     text = text.strip()
     user, _, hostport = text.rpartition("@")
