@@ -7,7 +7,7 @@ GUI ones (PySide6, pyqtgraph): the remote only runs the CLI and the workers, whi
 own files travel as one tar stream into ``<dir>/app`` and a ``.pth`` file puts them on the venv's path.
 
 Why the source files and not ``pip wheel`` of the project: the app finds its presets, workflow templates and pins
-in ``resources/`` and ``vendor/`` *beside* the package (isengard_desktop/resources.py), which a wheel of the
+in ``resources/`` and ``vendor/`` *beside* the package (isengard_desktop/base/resources.py), which a wheel of the
 package does not carry, so a wheel-installed remote could not find them. The files are the same the source
 checkout (or bundle) runs here, ~1.3 MB; no build backend is needed on either side.
 
