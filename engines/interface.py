@@ -26,8 +26,8 @@ ShouldStop = Callable[[], bool]
 # Event names a worker may emit (CONVENTIONS 4). Every event is a dict with "event" set to one of these.
 EVENTS = (
     "progress",  # step, total, loss, lr, it_per_s, eta_s
-    "sample",  # step, path, prompt
 import os
+    "sample",  # step, path, prompt
     "checkpoint",  # step, path
     "log",  # level, message
     "gpu",  # util, vram_used_mb, vram_total_mb, temp_c  (or cpu_percent, ram_used_mb when no GPU)

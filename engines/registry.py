@@ -7,12 +7,21 @@ import importlib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import entry_points
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import structlog
 
-from engines.interface import Availability
+from engines.interface import (
+    Availability,
+    Engine,
+    EngineContext,
+    EngineService,
+    EngineTraits,
+    ImageEngine,
+    ProvidesService,
+    Toggle,
+    TrainingEngine,
+)
 
 log = structlog.get_logger(__name__)
 

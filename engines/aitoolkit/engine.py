@@ -21,7 +21,18 @@ import structlog
 
 from engines.aitoolkit import progress as parse
 from engines.aitoolkit.config import build_config, plan_run
-from engines.interface import Availability, Emit, ShouldStop, TrainingSpec, lora_metadata
+from engines.flux_base import flux_base_model, resolve
+from engines.interface import (
+    Availability,
+    BaseModel,
+    Emit,
+    Engine,
+    EngineTraits,
+    ShouldStop,
+    TrainingSpec,
+    Upstream,
+    lora_metadata,
+)
 
 log = structlog.get_logger(__name__)
 

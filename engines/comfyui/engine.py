@@ -9,7 +9,6 @@ image into the job folder with ComfyUI's own ``prompt`` chunk plus our ``paramet
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +28,17 @@ from engines.comfyui.readiness import (
     default_toggle_options,
     toggle_readiness,
 )
-from engines.comfyui.workflow import ModelChoice
-from engines.interface import Availability, Emit, GenerationRequest, ShouldStop
+from engines.comfyui.workflow import ADVANCED_TOGGLES, ModelChoice
+from engines.interface import (
+    Availability,
+    BaseModel,
+    Emit,
+    Engine,
+    EngineService,
+    EngineTraits,
+    GenerationRequest,
+    ShouldStop,
+)
 
 log = structlog.get_logger(__name__)
 

@@ -7,7 +7,6 @@ The development variables win (``ISENGARD_COMFYUI_DIR``, a checkout at the pinne
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 INSTALL_HINT = ("run `isengard engines install comfyui` (needs internet, or --source with a local clone), or "

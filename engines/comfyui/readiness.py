@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engines.comfyui.workflow import ModelChoice
+from engines.comfyui.workflow import TOGGLES, ModelChoice
 from engines.interface import Availability
 
 # ComfyUI's names of the model folders the app asks about. "ipadapter-flux" is registered by the

@@ -437,7 +437,7 @@ class ComfyUISupervisor:
 
     def _capture(self, proc: subprocess.Popen, port: int) -> None:
         """ComfyUI's output, line by line, into logs/comfyui.log as JSON (and the tail kept for errors)."""
-        from isengard_desktop.core.log import redact_text
+        from isengard_desktop.base.log import redact_text
 
         assert proc.stdout is not None
         file = paths.log_file(self.volume_root)

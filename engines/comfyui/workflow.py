@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engines.interface import GenerationRequest
+from engines.interface import GenerationRequest, Toggle
 
 FLUX_TEMPLATE = "flux_txt2img.json"
 CHECKPOINT_TEMPLATE = "checkpoint_txt2img.json"

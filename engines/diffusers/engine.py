@@ -8,8 +8,19 @@ diffusers are imported when ``train`` runs, inside the worker subprocess.
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 
-from engines.interface import Availability, Emit, GenerationRequest, ShouldStop, TrainingSpec
+from engines.flux_base import flux_base_model, resolve
+from engines.interface import (
+    Availability,
+    BaseModel,
+    Emit,
+    Engine,
+    EngineTraits,
+    GenerationRequest,
+    ShouldStop,
+    TrainingSpec,
+)
 
 REQUIRED = ("torch", "diffusers", "peft", "transformers", "safetensors")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engines.interface import Availability
+from engines.interface import Availability, Engine, EngineTraits
 
 
 class VideoEngine:
