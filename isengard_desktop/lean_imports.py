@@ -2,7 +2,7 @@
 
 structlog imports ``rich``, ``colorama`` and ``greenlet`` when they are installed (transformers brings rich) for
 its console renderer and its deprecated thread-local API, and ``asyncio`` for its async log methods. Our logs
-are JSON lines (core/log.py) and nothing logs from a coroutine. So while structlog is imported, those packages
+are JSON lines (base/log.py) and nothing logs from a coroutine. So while structlog is imported, those packages
 look absent and asyncio is a stand-in that imports the real one the first time structlog uses it. Afterwards
 every other ``import rich`` / ``import asyncio`` gets the real module as usual. Called first thing by the
 package (``isengard_desktop/__init__.py``), so the window, the CLI and every worker start lighter.

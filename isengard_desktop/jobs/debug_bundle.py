@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 
 from isengard_desktop import __version__
-from isengard_desktop.core.log import redact_text
+from isengard_desktop.base.log import redact_text
 from isengard_desktop.core.mode import detect_gpu
 from isengard_desktop.storage.volume import Volume
 

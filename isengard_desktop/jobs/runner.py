@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from isengard_desktop.core.log import CORRELATION_ENV, redact_text
+from isengard_desktop.base.log import CORRELATION_ENV, redact_text
 from isengard_desktop.jobs import protocol
 
 log = structlog.get_logger(__name__)

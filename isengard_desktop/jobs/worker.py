@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from isengard_desktop.core import log as app_log
+from isengard_desktop.base import log as app_log
 from isengard_desktop.jobs import protocol
 
 log = structlog.get_logger(__name__)

@@ -13,9 +13,9 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QProgressBar, QWidget
 
 from isengard_desktop.base.errors import IsengardError
+from isengard_desktop.base.log import correlation
 from isengard_desktop.context import AppContext
 from isengard_desktop.core import autocaption
-from isengard_desktop.core.log import correlation
 from isengard_desktop.ui.bridge import run_in_background
 from isengard_desktop.ui.widgets import button, label
 

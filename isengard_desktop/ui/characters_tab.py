@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
 )
 
 from isengard_desktop.base.errors import IsengardError
+from isengard_desktop.base.log import correlation
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.log import correlation
 from isengard_desktop.ui.bridge import Task, run_in_background
 from isengard_desktop.ui.character_card import CharacterCard
 from isengard_desktop.ui.character_dialogs import CharacterDialog

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QProgressDialog, QWidget
 
+from isengard_desktop.base.log import correlation
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.log import correlation
 from isengard_desktop.ui.bridge import run_in_background
 
 ENGINE_TITLES = {"aitoolkit": "AI-Toolkit", "comfyui": "ComfyUI"}

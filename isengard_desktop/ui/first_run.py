@@ -11,8 +11,8 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QScrollArea, QVBoxLayout, QWidget
 
+from isengard_desktop.base.log import correlation
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.log import correlation
 from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.engine_install import ENGINE_TITLES, install_engine

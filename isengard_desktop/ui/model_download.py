@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from isengard_desktop.base.errors import IsengardError
+from isengard_desktop.base.log import correlation
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.log import correlation
 from isengard_desktop.core.units import human_bytes, transfer_text
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.widgets import button, label

@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
 )
 
 from isengard_desktop.base.errors import IsengardError
+from isengard_desktop.base.log import correlation
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.log import correlation
 from isengard_desktop.core.mode import describe_mode
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.engine_install import install_engine

@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
 )
 
 from isengard_desktop.base.errors import IsengardError
+from isengard_desktop.base.log import correlation
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.log import correlation
 from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.core.training import build_spec
 from isengard_desktop.core.units import human_duration

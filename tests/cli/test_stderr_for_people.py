@@ -12,7 +12,7 @@ SCRIPT = """
 import logging, sys
 from pathlib import Path
 import structlog
-from isengard_desktop.core import log as app_log
+from isengard_desktop.base import log as app_log
 verbose = sys.argv[1] == "-v"
 # As cli/main.py configures it, then the warning engines_install.py logs for a snapshot missing files.
 app_log.configure(Path(sys.argv[2]), stderr_level=logging.INFO if verbose else logging.WARNING,

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import structlog
 
+from isengard_desktop.base import log as app_log
 from isengard_desktop.base.errors import NotFoundError, ValidationError
 from isengard_desktop.context import AppContext
-from isengard_desktop.core import log as app_log
 from isengard_desktop.core.characters import trigger_word_hints
 from isengard_desktop.core.dataset import ImageFilter
 from tests.core import corpus

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from isengard_desktop.core.log import redact_text
+from isengard_desktop.base.log import redact_text
 from isengard_desktop.jobs.debug_bundle import build_debug_bundle
 from isengard_desktop.storage.volume import Volume
 
@@ -99,7 +99,7 @@ def test_redacting_a_long_run_of_word_characters_finishes(tmp_path) -> None:
     import subprocess
     import sys
 
-    code = ("from isengard_desktop.core.log import redact_text; "
+    code = ("from isengard_desktop.base.log import redact_text; "
             "out = redact_text('x' * 300000 + ' password=hunter22'); print(out.endswith('password=[redacted]'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "True", result.stderr

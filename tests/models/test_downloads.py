@@ -86,7 +86,7 @@ _APP = """
 import sys, time
 from pathlib import Path
 from isengard_desktop.context import AppContext
-from isengard_desktop.core import log
+from isengard_desktop.base import log
 log.configure(None)  # logs to stderr: stdout carries the job id
 ctx = AppContext.open(Path(sys.argv[1]), "fast-test")
 job = ctx.jobs.submit("download", "hub", __import__("json").loads(sys.argv[2]))
@@ -343,7 +343,7 @@ def test_a_big_xet_file_takes_the_resumable_ranged_path(fake_hub: FakeHub, tmp_p
 
 
 def test_the_app_log_redacts_a_hugging_face_token() -> None:
-    from isengard_desktop.core.log import redact_text
+    from isengard_desktop.base.log import redact_text
 
     line = f"GET /resolve Authorization: Bearer {TOKEN} token={TOKEN}"
     assert TOKEN not in redact_text(line)
