@@ -113,8 +113,8 @@ def job_throughput(paths: list[Path]) -> dict:
 
 
 def download_size() -> dict:
+    from isengard_desktop.base import catalogue
     from isengard_desktop.core.autocaption import ENGINE, MODEL_ID
-    from isengard_desktop.core.models import catalogue
 
     files = catalogue.get(MODEL_ID).placements(ENGINE)
     total = sum(p.file.size or 0 for p in files)

@@ -26,9 +26,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("ISENGARD_MODE", "fast-test")
+    from isengard_desktop.base.mode import resolve_mode
     from isengard_desktop.context import AppContext
     from isengard_desktop.core import generation
-    from isengard_desktop.core.mode import resolve_mode
 
     mode = resolve_mode()
     ctx = AppContext.open(Path(tempfile.mkdtemp(prefix="isengard-bench-gen-")), mode)

@@ -121,7 +121,7 @@ def main() -> int:
                   f"{min(2, os.cpu_count() or 1)} worker processes")
         import cv2
 
-        from isengard_desktop.core.models import catalogue
+        from isengard_desktop.base import catalogue
         from isengard_desktop.core.photo_check.measure import detector_path
         from isengard_desktop.core.photo_check.tiny_embedder import model_bytes
 

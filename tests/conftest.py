@@ -88,7 +88,7 @@ esac
 @pytest.fixture
 def desktop_3090(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A stand-in nvidia-smi first on PATH (this test and its child processes), GPU caches cleared around it."""
-    from isengard_desktop.core import gpu_cards, mode
+    from isengard_desktop.base import gpu_cards, mode
 
     script = tmp_path / "bin" / "nvidia-smi"
     script.parent.mkdir(exist_ok=True)

@@ -3,7 +3,7 @@
 Pure data in, pure data out, so the mapping is tested with golden files. Alpha is always the rank:
 AI-Toolkit saves no alpha keys, so a loader would read any other alpha as equal to the rank anyway.
 
-On a GPU the memory plan (isengard_desktop/core/memory_plan.py) decides the memory settings written
+On a GPU the memory plan (isengard_desktop/base/memory_plan.py) decides the memory settings written
 here: ``model.quantize`` (8-bit qfloat8 transformer), ``model.quantize_te`` (T5 too; AI-Toolkit's default
 follows ``quantize``, written out so that a preset without quantization does not keep T5 in bf16 by
 accident), ``model.low_vram`` (quantize on the CPU: when the card drives a display, as AI-Toolkit's README
@@ -83,7 +83,7 @@ def build_config(spec: TrainingSpec, dataset_dir: Path, training_folder: Path, d
 
 def plan_run(spec: TrainingSpec) -> Any:
     """The memory plan of this run on this machine's training GPU (nvidia-smi, no torch), or None without one."""
-    from isengard_desktop.core.gpu_cards import training_card
+    from isengard_desktop.base.gpu_cards import training_card
     from isengard_desktop.core.training_plan import plan_for_spec
 
     card = training_card(fresh=True)

@@ -113,7 +113,7 @@ class AIToolkitEngine:
             raise RuntimeError(found)
         checkout, python = found
         from isengard_desktop.base import atomic
-        from isengard_desktop.core.mode import detect_gpu
+        from isengard_desktop.base.mode import detect_gpu
 
         output = Path(spec.output_dir)
         device = "cpu" if spec.device == "cpu" or not detect_gpu().present else "cuda:0"

@@ -103,7 +103,7 @@ def trained_for_flux(path: Path) -> bool | None:
 def _fast_test() -> bool:
     """Whether this process runs in fast-test mode (the GUI's and the CLI's mode reaches workers the same way)."""
     from isengard_desktop.base.errors import IsengardError
-    from isengard_desktop.core.mode import FAST_TEST, resolve_mode
+    from isengard_desktop.base.mode import FAST_TEST, resolve_mode
 
     try:
         return resolve_mode() == FAST_TEST

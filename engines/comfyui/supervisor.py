@@ -372,7 +372,7 @@ class ComfyUISupervisor:
             self._set("failed", located)
             return "failed"
         checkout, python = located
-        from isengard_desktop.core.mode import detect_gpu
+        from isengard_desktop.base.mode import detect_gpu
 
         base = paths.base_dir(self.volume_root)
         for folder in ("input", "output", "temp", "user", "custom_nodes"):

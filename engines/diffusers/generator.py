@@ -3,7 +3,7 @@
 Loading FLUX.1-dev takes tens of seconds (33 GB of weights), so the pipeline lives in this module's
 cache for as long as the worker does: the job manager keeps one generation worker running between
 requests (``worker --serve``), and only the first image after a start or a change of base model pays
-the load. How the pipeline sits on a GPU comes from the memory plan (core/memory_plan_generate.py), made
+the load. How the pipeline sits on a GPU comes from the memory plan (base/memory_plan_generate.py), made
 when it loads: everything in bf16 on the card when it fits (a 40 GB card), else each part on the card
 only while it runs, else a 4-bit transformer (NF4, with bitsandbytes), else layer by layer. LoRAs are
 loaded once per file (keyed by path, size and modification time) as named peft adapters and set to each
@@ -29,7 +29,7 @@ from engines.diffusers.errors import GenerationError
 from engines.diffusers.sampling import generate_image
 from engines.interface import Emit, GenerationRequest, ShouldStop
 from isengard_desktop.base import atomic
-from isengard_desktop.core.memory_plan import ModelSizes
+from isengard_desktop.base.memory_plan import ModelSizes
 
 log = structlog.get_logger(__name__)
 
@@ -95,7 +95,7 @@ def _strategy(runtime: models.Runtime, emit: Emit) -> str:
     """How to hold the pipeline: "cpu" without a GPU, else the memory plan's strategy for this card now."""
     if runtime.device.type != "cuda":
         return "cpu"
-    from isengard_desktop.core.memory_plan_generate import plan_generation
+    from isengard_desktop.base.memory_plan_generate import plan_generation
 
     card = models.cuda_card(runtime)
     plan = plan_generation(card, *PLAN_SIZE, bitsandbytes=models.has_bitsandbytes())

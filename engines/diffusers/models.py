@@ -65,7 +65,7 @@ CPU_LIMIT_PARAMS = 1_000_000_000  # the tiny fast-test model has 81,664; FLUX.1-
 
 
 def _refuse_cpu_fallback(transformer_params: int | None) -> None:
-    from isengard_desktop.core.mode import detect_gpu
+    from isengard_desktop.base.mode import detect_gpu
 
     gpu = detect_gpu()
     if gpu.present:
@@ -97,8 +97,8 @@ def cuda_free_bytes(runtime: Runtime) -> int | None:
 def cuda_card(runtime: Runtime) -> Any:
     """The training GPU for the memory plan, measured from inside this process (whose CUDA context is then
     counted in what is used), with whether it drives a display."""
-    from isengard_desktop.core.gpu_cards import query_displays
-    from isengard_desktop.core.memory_plan import Card
+    from isengard_desktop.base.gpu_cards import query_displays
+    from isengard_desktop.base.memory_plan import Card
 
     free, total = torch.cuda.mem_get_info(runtime.device)
     index = runtime.device.index if runtime.device.index is not None else torch.cuda.current_device()

@@ -2,7 +2,7 @@
 
 Each problem is one sentence naming the thing, the reason and what to do. Sizes are estimated from
 the model's config and the safetensors headers (a few kilobytes read), never from loading weights.
-GPU memory is judged by the memory plan (isengard_desktop/core/memory_plan.py), phase by phase: text
+GPU memory is judged by the memory plan (isengard_desktop/base/memory_plan.py), phase by phase: text
 encoders, VAE, transformer with LoRA, gradients, optimizer state, activations at the run's largest
 resolution, the CUDA context and what other programs hold on the card; its settings (a 4-bit transformer,
 smaller resolutions) are what the trainer then uses, and a plan that cannot fit stops the run before
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from engines.interface import TrainingSpec
 
 if TYPE_CHECKING:
-    from isengard_desktop.core.memory_plan import Card, Plan
+    from isengard_desktop.base.memory_plan import Card, Plan
 
 MB = 1024 * 1024
 GB = 1024 * MB
@@ -89,7 +89,7 @@ def memory_plan(spec: TrainingSpec, card: Card, bitsandbytes: bool) -> Plan:
     A resumed run keeps the resolutions its first start chose (the data order of its checkpoints
     depends on them), so the saved plan's resolutions are planned again rather than the spec's.
     """
-    from isengard_desktop.core.memory_plan import ModelSizes
+    from isengard_desktop.base.memory_plan import ModelSizes
     from isengard_desktop.core.training_plan import plan_for_spec
 
     saved = Path(spec.output_dir) / PLAN_FILE

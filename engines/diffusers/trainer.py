@@ -25,7 +25,7 @@ from engines.diffusers.preflight import memory_plan, preflight, save_plan
 from engines.diffusers.sampling import Sampler
 from engines.diffusers.text import TextEmbedding, encode_texts
 from engines.interface import Emit, ShouldStop, TrainingSpec, lora_metadata
-from isengard_desktop.core.memory_plan import ModelSizes
+from isengard_desktop.base.memory_plan import ModelSizes
 
 log = structlog.get_logger(__name__)
 

@@ -101,8 +101,8 @@ def run_cli(argv: list[str]) -> int:
         parser.print_help()
         return 2
     from isengard_desktop.base import log as app_log
+    from isengard_desktop.base.mode import resolve_mode
     from isengard_desktop.context import AppContext
-    from isengard_desktop.core.mode import resolve_mode
     from isengard_desktop.storage.volume import resolve_volume_root
 
     verbose = getattr(args, "verbose", False)

@@ -140,7 +140,8 @@ def verify_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def remove_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     from isengard_desktop.cli.main import confirm
-    from isengard_desktop.core.models import catalogue, removal
+    from isengard_desktop.base import catalogue
+    from isengard_desktop.core.models import removal
 
     model = catalogue.get(args.model)
     engines = chosen_engines(args.engines) or model.engines()
@@ -180,7 +181,8 @@ def _run_job(ctx: AppContext, args: argparse.Namespace, spec: dict[str, Any], pl
 
 
 def download_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
-    from isengard_desktop.core.models import catalogue, planning
+    from isengard_desktop.base import catalogue
+    from isengard_desktop.core.models import planning
 
     if args.token_stdin:  # first, before anything can fail: the sender's pipe is read whatever happens next
         from isengard_desktop.core.secrets import use_hf_token

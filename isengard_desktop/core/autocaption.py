@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from isengard_desktop.base.errors import IsengardError, ValidationError
+from isengard_desktop.base.mode import FAST_TEST
 from isengard_desktop.core.caption_text import trigger_count
 from isengard_desktop.core.dataset import MAX_CAPTION_LENGTH, DatasetImage, ImageFilter
-from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.storage.db import Database
 from isengard_desktop.storage.repositories import ImageRepository
 
@@ -58,7 +58,8 @@ def readiness(ctx: AppContext) -> Readiness:
     if ctx.mode == FAST_TEST:
         return Readiness(True, "Fast-test mode: a tiny random-weight Qwen3-VL writes the captions (they are noise "
                                "words, cleaned into valid captions).", TINY_MODEL)
-    from isengard_desktop.core.models import catalogue, inventory
+    from isengard_desktop.base import catalogue
+    from isengard_desktop.core.models import inventory
 
     model = catalogue.get(MODEL_ID)
     status = inventory.status(ctx.volume, ctx.extra_model_dirs(), MODEL_ID)[0].engines[ENGINE]

@@ -29,7 +29,7 @@ import structlog
 from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.core.engine_python import find_engine_python, venv_commands
 from isengard_desktop.core.engines_status import pins
-from isengard_desktop.core.mode import detect_gpu
+from isengard_desktop.base.mode import detect_gpu
 
 log = structlog.get_logger(__name__)
 
@@ -154,7 +154,7 @@ def build_environment(name: str, src: Path, venv: Path, log_file: Path, progress
         _run(command, "Creating the engine's Python environment", log_file, extra_env)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     progress(2, 6, "Installing PyTorch (several GB; this takes a while)")
-    from isengard_desktop.core.mode import query_gpus
+    from isengard_desktop.base.mode import query_gpus
 
     for args in torch_install_args(name, query_gpus()):
         _run([*pip, *args], "Installing PyTorch", log_file)
@@ -252,7 +252,7 @@ def install(name: str, volume_root: Path, source: Path | None = None, progress: 
         raise InstallError(f"Installing {name} is not built yet; {', '.join(INSTALLABLE)} can be installed.")
     report = progress or (lambda done, total, what: None)
     find_engine_python()  # before any work: say at once when no Python here can build the environment
-    from isengard_desktop.core.mode import query_gpus
+    from isengard_desktop.base.mode import query_gpus
 
     torch_install_args(name, query_gpus())  # likewise when no torch build runs on these GPUs with this driver
     engines_dir = volume_root / "engines"

@@ -15,7 +15,7 @@ from typing import Any
 
 from engines.interface import ASPECT_PRESETS, GenerationRequest, LoraRef, aspect_size
 from isengard_desktop.base.errors import NotFoundError, ValidationError
-from isengard_desktop.core.mode import FAST_TEST
+from isengard_desktop.base.mode import FAST_TEST
 from isengard_desktop.core.training import base_models
 from isengard_desktop.storage.db import Database
 from isengard_desktop.storage.jobs_repo import GenerationRow, JobRepository

@@ -13,7 +13,7 @@ from typing import Any
 
 from engines.interface import TrainingSpec
 from isengard_desktop.base.errors import ValidationError
-from isengard_desktop.core.memory_plan import Card, ModelSizes, Plan, TrainingSetup, plan_training
+from isengard_desktop.base.memory_plan import Card, ModelSizes, Plan, TrainingSetup, plan_training
 from isengard_desktop.core.presets import load_preset
 
 PLANNED_ENGINES = ("aitoolkit", "diffusers")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from isengard_desktop import __version__
 from isengard_desktop.base.log import redact_text
-from isengard_desktop.core.mode import detect_gpu
+from isengard_desktop.base.mode import detect_gpu
 from isengard_desktop.storage.volume import Volume
 
 TEXT_SUFFIXES = {".json", ".jsonl", ".log", ".txt", ".yaml", ".yml"}

@@ -15,8 +15,8 @@ PROCESS_START = time.perf_counter()
 
 def _open_context(volume_cli_value: str | None):
     from isengard_desktop.base import log as app_log
+    from isengard_desktop.base.mode import resolve_mode
     from isengard_desktop.context import AppContext
-    from isengard_desktop.core.mode import resolve_mode
     from isengard_desktop.storage.volume import Volume, resolve_volume_root
 
     root, source = resolve_volume_root(volume_cli_value)

@@ -12,8 +12,8 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QScrollArea, QVBoxLayout, QWidget
 
 from isengard_desktop.base.log import correlation
+from isengard_desktop.base.mode import FAST_TEST
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.engine_install import ENGINE_TITLES, install_engine
 from isengard_desktop.ui.model_download import ModelDownloadPanel
@@ -47,7 +47,7 @@ def _machine(gpus: list) -> tuple[list, dict | None]:
     vram = max((g.vram_gb or 0) for g in gpus) if gpus else 0
     if not vram:
         return gpus, None
-    from isengard_desktop.core.memory_plan import Card
+    from isengard_desktop.base.memory_plan import Card
     from isengard_desktop.core.training_plan import presets_on_card
 
     return gpus, presets_on_card(Card.nominal(vram))
@@ -133,7 +133,7 @@ class FirstRunPage(QWidget):
 
     # building ----------------------------------------------------------------------------------------------
     def _build_models(self) -> None:
-        from isengard_desktop.core.models import catalogue
+        from isengard_desktop.base import catalogue
 
         try:
             models = catalogue.load()
@@ -149,8 +149,8 @@ class FirstRunPage(QWidget):
             self.models_box.addWidget(panel)
 
     def refresh(self) -> None:
+        from isengard_desktop.base.mode import query_gpus
         from isengard_desktop.core.engines_status import pins, status
-        from isengard_desktop.core.mode import query_gpus
 
         root = self.ctx.volume.root
         run_in_background(self, lambda _p, _c: _machine(query_gpus()), on_done=self._show_machine)

@@ -12,9 +12,9 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QScrollArea, QS
 from engines.interface import Availability
 from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.base.log import correlation
+from isengard_desktop.base.mode import FAST_TEST
 from isengard_desktop.context import AppContext
 from isengard_desktop.core import generation
-from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.storage.jobs_repo import GenerationRow
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.gallery import GalleryModel, GalleryView, PathRole, RowRole

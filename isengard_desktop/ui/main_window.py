@@ -8,8 +8,8 @@ from PySide6.QtGui import QAction, QDesktopServices
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QStackedWidget, QTabWidget
 
 from isengard_desktop import APP_NAME, __version__
+from isengard_desktop.base.mode import FAST_TEST, describe_mode, detect_gpu
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.mode import FAST_TEST, describe_mode, detect_gpu
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.characters_tab import CharactersTab
 from isengard_desktop.ui.dataset_tab import DatasetTab

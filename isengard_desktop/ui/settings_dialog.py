@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
 
 from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.base.log import correlation
+from isengard_desktop.base.mode import describe_mode
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.mode import describe_mode
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.engine_install import install_engine
 from isengard_desktop.ui.model_download import ModelDownloadPanel
@@ -140,7 +140,7 @@ class SettingsDialog(QDialog):
         return page
 
     def _models_page(self) -> QWidget:
-        from isengard_desktop.core.models import catalogue
+        from isengard_desktop.base import catalogue
 
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)

@@ -15,8 +15,8 @@ from PySide6.QtWidgets import (
 )
 
 from isengard_desktop.base.errors import IsengardError
+from isengard_desktop.base.mode import FAST_TEST
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.core.presets import LIMITS, RESOLUTION_LIMITS, all_presets, load_preset
 from isengard_desktop.core.training import base_models, choose_training_engine
 from isengard_desktop.ui.widgets import label

@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
 
 from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.base.log import correlation
+from isengard_desktop.base.mode import FAST_TEST
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.core.training import build_spec
 from isengard_desktop.core.units import human_duration
 from isengard_desktop.jobs.remote_job import LANE_PREFIX, reattachable
@@ -177,7 +177,7 @@ class TrainingTab(QWidget):
 
     def _memory_plan(self, spec):
         """The GPU memory plan of this run on this machine's card (production mode, a planned engine), or None."""
-        from isengard_desktop.core.gpu_cards import cached_cards, local_cards
+        from isengard_desktop.base.gpu_cards import cached_cards, local_cards
         from isengard_desktop.core.training_plan import PLANNED_ENGINES, plan_for_spec
 
         engine = self.form.engine.currentData()

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from isengard_desktop.base import catalogue
 from isengard_desktop.context import AppContext
 from isengard_desktop.core import autocaption
-from isengard_desktop.core.models import catalogue, inventory
+from isengard_desktop.core.models import inventory
 from isengard_desktop.storage.repositories import ImageRepository
 from tests.captioning.conftest import PERSON_CAPTION, TRIGGER
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from isengard_desktop.base.nvidia import parse_nvidia_smi
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.doctor import report, run_checks
-from isengard_desktop.core.torch_builds import parse_nvidia_smi
 from tests.conftest import tmpfs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gpus"
@@ -165,7 +165,7 @@ def test_production_without_gpu_fails_the_gpu_check(production: AppContext) -> N
 
 
 def test_query_gpus_reads_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from isengard_desktop.core.mode import query_gpus
+    from isengard_desktop.base.mode import query_gpus
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -179,7 +179,7 @@ def test_query_gpus_reads_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_query_gpus_without_a_driver_is_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from isengard_desktop.core.mode import query_gpus
+    from isengard_desktop.base.mode import query_gpus
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi; NVML finds no driver library here either
     assert query_gpus() == []

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from isengard_desktop.base.nvidia import Gpu, parse_nvidia_smi
 from isengard_desktop.core.torch_builds import (
-    Gpu,
     TorchBuildError,
     choose_build,
     minimum_driver,
     newest_cuda,
-    parse_nvidia_smi,
     supports,
 )
 

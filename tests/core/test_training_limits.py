@@ -15,8 +15,8 @@ from PIL import Image
 
 from engines.interface import DatasetItem, TrainingSpec
 from isengard_desktop.base.errors import ValidationError
+from isengard_desktop.base.mode import FAST_TEST
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.mode import FAST_TEST
 from isengard_desktop.core.presets import LIMITS, all_presets, load_preset
 from isengard_desktop.core.training import FAST_TEST_DISK_BYTES, build_spec
 from tests.conftest import tmpfs

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from isengard_desktop.core import memory_plan as mp
-from isengard_desktop.core.gpu_cards import cards_from, parse_display_query
-from isengard_desktop.core.memory_plan import Card, ModelSizes, TrainingSetup, plan_training
-from isengard_desktop.core.torch_builds import parse_nvidia_smi
+from isengard_desktop.base import memory_plan as mp
+from isengard_desktop.base.gpu_cards import cards_from, parse_display_query
+from isengard_desktop.base.memory_plan import Card, ModelSizes, TrainingSetup, plan_training
+from isengard_desktop.base.nvidia import parse_nvidia_smi
 from isengard_desktop.core.training_plan import plan_for_preset
 
 CARDS = Path(__file__).resolve().parents[1] / "core" / "fixtures" / "gpus"
@@ -160,7 +160,7 @@ def test_aitoolkit_config_gets_the_plans_settings(preset: str) -> None:
     ("rtx4090", True, "nf4_gpu"),
 ])
 def test_generator_strategy_per_card(name: str, bnb: bool, strategy: str) -> None:
-    from isengard_desktop.core.memory_plan_generate import plan_generation
+    from isengard_desktop.base.memory_plan_generate import plan_generation
 
     plan = plan_generation(card(name, display=True), bitsandbytes=bnb)
     assert plan.settings["strategy"] == strategy, plan.reason
@@ -168,7 +168,7 @@ def test_generator_strategy_per_card(name: str, bnb: bool, strategy: str) -> Non
 
 
 def test_generator_on_16_gb_and_on_a_t4() -> None:
-    from isengard_desktop.core.memory_plan_generate import plan_generation
+    from isengard_desktop.base.memory_plan_generate import plan_generation
 
     assert plan_generation(Card.nominal(16)).settings["strategy"] == "nf4_model_cpu_offload"
     assert plan_generation(card("t4")).verdict == "refused"

@@ -10,7 +10,7 @@ import pytest
 
 from engines.diffusers import models
 from engines.diffusers.errors import TrainingError
-from isengard_desktop.core import gpu_cards, mode
+from isengard_desktop.base import gpu_cards, mode
 
 
 def test_flux_is_never_trained_on_the_cpu_by_accident() -> None:
@@ -44,7 +44,7 @@ def test_a_resumed_run_keeps_the_resolutions_its_first_start_planned(tiny_flux: 
 
     from engines.diffusers.preflight import memory_plan, save_plan
     from engines.interface import DatasetItem, TrainingSpec
-    from isengard_desktop.core.memory_plan import Card
+    from isengard_desktop.base.memory_plan import Card
 
     spec = TrainingSpec(base_model=str(tiny_flux), base_model_name="tiny", output_dir=str(tmp_path / "run"),
                         dataset=[DatasetItem("x.png", "ohwx")], trigger_word="ohwx", lora_name="ada",

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from isengard_desktop.base import catalogue
+from isengard_desktop.base.catalogue import CatalogueError
 from isengard_desktop.base.errors import NotFoundError
-from isengard_desktop.core.models import catalogue
-from isengard_desktop.core.models.catalogue import CatalogueError
 from tests.models import tiny_catalogue
 
 DIFFUSERS_FILES = {

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from isengard_desktop.core.models import catalogue, inventory, ledger, planning, removal
+from isengard_desktop.base import catalogue
+from isengard_desktop.core.models import inventory, ledger, planning, removal
 from isengard_desktop.core.models.reuse import link_file
 from isengard_desktop.storage.volume import Volume
 from tests.models import tiny_catalogue as tiny

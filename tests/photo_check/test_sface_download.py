@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from isengard_desktop.core.models import catalogue
+from isengard_desktop.base import catalogue
 from isengard_desktop.core.photo_check.tiny_embedder import model_bytes
 from tests.cli.test_cli_end_to_end import isengard
 from tests.models.fake_hub import FakeHub

@@ -11,7 +11,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
-from isengard_desktop.core.torch_builds import parse_nvidia_smi
+from isengard_desktop.base.nvidia import parse_nvidia_smi
 from isengard_desktop.ui.doctor_panel import DoctorPanel
 
 FIXTURES = Path(__file__).parent.parent / "core" / "fixtures" / "gpus"

@@ -40,15 +40,15 @@ class Facts:
     """What every check may look at, gathered once per run."""
 
     ctx: AppContext
-    gpus: list  # torch_builds.Gpu
+    gpus: list  # nvidia.Gpu
     fast_test: bool
     online: bool
 
 
 def run_checks(ctx: AppContext, online: bool = True, *, gpus: list | None = None) -> list[Check]:
     """Every check, in the order a person reads them. ``gpus`` replaces the probe of this machine's GPUs (tests)."""
+    from isengard_desktop.base.mode import FAST_TEST, query_gpus
     from isengard_desktop.core.doctor import machine, software, torch_probe
-    from isengard_desktop.core.mode import FAST_TEST, query_gpus
 
     facts = Facts(ctx, query_gpus() if gpus is None else list(gpus), ctx.mode == FAST_TEST, online)
     groups = [

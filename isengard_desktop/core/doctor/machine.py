@@ -108,7 +108,7 @@ def volume_checks(facts: Facts) -> list[Check]:
 
 
 def gpu_checks(facts: Facts) -> list[Check]:
-    from isengard_desktop.core.mode import detect_gpu
+    from isengard_desktop.base.mode import detect_gpu
     from isengard_desktop.core.torch_builds import TorchBuildError, choose_build, newest_cuda, version_key
 
     if not facts.gpus:
@@ -150,7 +150,7 @@ def gpu_checks(facts: Facts) -> list[Check]:
 def _vram_check(facts: Facts) -> Check:
     """Which presets each training engine can run on the largest card, by the memory plan (its total memory: what
     else holds the card now changes from minute to minute; the Training tab plans with that)."""
-    from isengard_desktop.core.memory_plan import Card
+    from isengard_desktop.base.memory_plan import Card
     from isengard_desktop.core.training_plan import presets_on_card
 
     gpu = max(facts.gpus, key=lambda g: g.vram_gb or 0)

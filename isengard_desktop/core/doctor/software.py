@@ -113,7 +113,7 @@ def _helper_model_check(model, fast_test: bool) -> Check:
 
 def _gated_repos() -> list[str]:
     try:
-        from isengard_desktop.core.models import catalogue
+        from isengard_desktop.base import catalogue
     except ImportError:
         return [FALLBACK_GATED_REPO]
     try:

@@ -15,8 +15,8 @@ from typing import Any
 
 import structlog
 
-from isengard_desktop.core.models import catalogue
-from isengard_desktop.core.models.catalogue import CatalogueModel, HubFile, Placement
+from isengard_desktop.base import catalogue
+from isengard_desktop.base.catalogue import CatalogueModel, HubFile, Placement
 from isengard_desktop.core.models.reuse import ReuseIndex, file_size, size_ok
 from isengard_desktop.storage.volume import Volume
 

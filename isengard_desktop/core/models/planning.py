@@ -18,9 +18,9 @@ from typing import Any
 
 import structlog
 
+from isengard_desktop.base import catalogue
+from isengard_desktop.base.catalogue import HubFile, Placement
 from isengard_desktop.base.errors import ValidationError
-from isengard_desktop.core.models import catalogue
-from isengard_desktop.core.models.catalogue import HubFile, Placement
 from isengard_desktop.core.models.inventory import _ledger_sha, file_size, known_mismatch, partial_path
 from isengard_desktop.core.models.reuse import Candidate, ReuseIndex
 from isengard_desktop.core.names import safe_filename

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import structlog
 
-from isengard_desktop.core.models import catalogue
+from isengard_desktop.base import catalogue
 from isengard_desktop.core.models.inventory import partial_path
 from isengard_desktop.storage.volume import Volume
 

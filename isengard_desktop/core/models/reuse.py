@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import structlog
 
-from isengard_desktop.core.models.catalogue import CatalogueModel, HubFile, Placement
+from isengard_desktop.base.catalogue import CatalogueModel, HubFile, Placement
 
 log = structlog.get_logger(__name__)
 

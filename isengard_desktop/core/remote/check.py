@@ -14,9 +14,9 @@ from typing import Any
 import structlog
 
 from isengard_desktop import __version__
+from isengard_desktop.base.nvidia import Gpu, parse_nvidia_smi
 from isengard_desktop.core.remote import ssh
 from isengard_desktop.core.remote.ssh import EXPAND_DIR, Remote
-from isengard_desktop.core.torch_builds import Gpu, parse_nvidia_smi
 
 log = structlog.get_logger(__name__)
 

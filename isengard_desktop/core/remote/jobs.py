@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from engines.interface import GenerationRequest, TrainingSpec
 from isengard_desktop.base.errors import ValidationError
-from isengard_desktop.core.mode import FAST_TEST, PRODUCTION, resolve_mode
+from isengard_desktop.base.mode import FAST_TEST, PRODUCTION, resolve_mode
 from isengard_desktop.core.remote.registry import LOCAL, get_remote, list_remotes
 from isengard_desktop.core.training import FLUX_DEV, TINY_MODEL, BaseModel, Preflight, build_spec
 from isengard_desktop.storage.volume import Volume

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import time
 
-from isengard_desktop.core.memory_plan import Card
+from isengard_desktop.base.memory_plan import Card
 
 DISPLAY_QUERY = "index,display_active,display_mode"
 CACHE_SECONDS = 30.0  # the Training tab asks on every change of the form; a card's state changes slowly
@@ -66,7 +66,7 @@ def _nvml_displays() -> dict[int, bool]:
 
 
 def cards_from(gpus: list, displays: dict[int, bool]) -> list[Card]:
-    """Cards from ``torch_builds.Gpu`` answers (in nvidia-smi's order) and the display answer."""
+    """Cards from ``nvidia.Gpu`` answers (in nvidia-smi's order) and the display answer."""
     return [Card.from_gpu(gpu, displays.get(index, False)) for index, gpu in enumerate(gpus)]
 
 
@@ -76,7 +76,7 @@ def local_cards(fresh: bool = False) -> list[Card]:
     now = time.monotonic()
     if not fresh and _cache is not None and now - _cache[0] < CACHE_SECONDS:
         return _cache[1]
-    from isengard_desktop.core.mode import query_gpus
+    from isengard_desktop.base.mode import query_gpus
 
     gpus = query_gpus()
     cards = cards_from(gpus, query_displays() if gpus else {})

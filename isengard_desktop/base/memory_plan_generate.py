@@ -9,7 +9,7 @@ of quality, then speed. Pure functions over memory_plan's figures.
 
 from __future__ import annotations
 
-from isengard_desktop.core.memory_plan import (
+from isengard_desktop.base.memory_plan import (
     Card,
     ModelSizes,
     Plan,

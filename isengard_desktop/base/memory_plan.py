@@ -45,7 +45,7 @@ class ModelSizes:
     @classmethod
     def from_catalogue(cls, model_id: str = "flux1-dev") -> ModelSizes:
         """From the catalogue's file sizes (bf16 files: bytes / 2), without the files themselves."""
-        from isengard_desktop.core.models import catalogue
+        from isengard_desktop.base import catalogue
 
         files = catalogue.get(model_id).files.values()
 
@@ -94,7 +94,7 @@ class Card:
 
     @classmethod
     def from_gpu(cls, gpu: Any, display: bool = False) -> Card:
-        """From ``torch_builds.Gpu`` (nvidia-smi's answer): total and used MiB, compute capability."""
+        """From ``nvidia.Gpu`` (nvidia-smi's answer): total and used MiB, compute capability."""
         return cls((gpu.memory_total_mib or 0) / 1024, (gpu.memory_used_mib or 0) / 1024, display, gpu.name,
                    gpu.compute_capability)
 

@@ -63,10 +63,10 @@ QUERY = "name,driver_version,memory.total,memory.used,compute_cap"
 
 
 def query_gpus() -> list:
-    """Each NVIDIA GPU with its driver, memory and compute capability (a list of torch_builds.Gpu; empty without one).
+    """Each NVIDIA GPU with its driver, memory and compute capability (a list of nvidia.Gpu; empty without one).
 
     Asked of ``nvidia-smi --query-gpu`` (about 50 ms, no CUDA context), else of NVML through nvidia-ml-py."""
-    from isengard_desktop.core.torch_builds import parse_nvidia_smi
+    from isengard_desktop.base.nvidia import parse_nvidia_smi
 
     smi = shutil.which("nvidia-smi")
     if smi is not None:
@@ -83,7 +83,7 @@ def query_gpus() -> list:
 
 
 def _query_nvml() -> list:
-    from isengard_desktop.core.torch_builds import Gpu
+    from isengard_desktop.base.nvidia import Gpu
 
     try:
         import pynvml
