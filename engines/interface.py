@@ -9,10 +9,24 @@ takes plain JSON-serialisable dicts (one event per line on the worker's stdout),
 This shape fits both an in-process trainer (the built-in diffusers engine calls ``emit`` from its
 loop) and a subprocess-driven one (the AI-Toolkit adapter parses its child's output and calls
 ``emit`` for what it reads).
+
+The contract in one place:
+
+- Every engine class subclasses ``Engine``: a ``name``, frozen ``EngineTraits`` (title, kinds, preference,
+  the Advanced toggles it offers, whether it needs a worker process, how its upstream install is found and
+  checked), and an ``EngineContext`` given at construction (its folder in the volume, the models folder).
+- What it can do is *declared*: ``TrainingEngine`` / ``ImageEngine`` for the kinds in ``traits.kinds``, and
+  ``ProvidesService`` when it has a server for the app to supervise. Callers check these protocols with
+  ``isinstance``; nothing branches on an engine's name. tests/engines/test_conformance.py holds every
+  registered engine to this.
+- ``train`` / ``generate`` return the final state; they never emit ``done``: the worker
+  (isengard_desktop/jobs/worker.py) alone emits the one final ``done`` event, after the engine returned or
+  raised.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +40,6 @@ ShouldStop = Callable[[], bool]
 # Event names a worker may emit (CONVENTIONS 4). Every event is a dict with "event" set to one of these.
 EVENTS = (
     "progress",  # step, total, loss, lr, it_per_s, eta_s
-import os
     "sample",  # step, path, prompt
     "checkpoint",  # step, path
     "log",  # level, message
@@ -35,7 +48,7 @@ import os
     "preview",  # index, path: an in-progress picture of the image being made (image engines)
     "image",  # index, path, seed, parameters: one finished image saved in the output folder (image engines)
     "error",  # message, hint
-    "done",  # state: succeeded | cancelled | failed
+    "done",  # state: succeeded | cancelled | failed  (emitted by the worker alone, never by an engine)
 )
 
 
@@ -45,6 +58,141 @@ class Availability:
 
     available: bool
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class EngineContext:
+    """What the app hands an engine when it makes one: the only way an engine learns where things are.
+
+    Built by the app from the Volume (``Volume.engine_dir`` computes ``engines/<name>`` once) and, in a
+    worker, read back from the job file; an engine made without one (``EngineContext(name)``) knows no
+    volume and finds only what the development variables point at.
+    """
+
+    name: str
+    volume_root: Path | None = None
+    engine_dir: Path | None = None  # <volume>/engines/<name>: its install and its run state
+    models_dir: Path | None = None  # <volume>/models: base models, LoRAs, the tiny fast-test models
+    extra_model_dirs: tuple[Path, ...] = ()  # model folders added in Settings (e.g. an existing ComfyUI's)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "volume_root": _str(self.volume_root), "engine_dir": _str(self.engine_dir),
+                "models_dir": _str(self.models_dir), "extra_model_dirs": [str(p) for p in self.extra_model_dirs]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineContext:
+        def path(key: str) -> Path | None:
+            return Path(data[key]) if data.get(key) else None
+
+        return cls(data["name"], path("volume_root"), path("engine_dir"), path("models_dir"),
+                   tuple(Path(p) for p in data.get("extra_model_dirs", ())))
+
+
+def _str(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """An engine that runs an upstream checkout in its own Python environment (AI-Toolkit, ComfyUI): how it is
+    found, and what its environment must import — one declaration for ``isengard engines install`` (the check
+    before the new install is swapped in) and ``isengard engines status`` (the health report)."""
+
+    env_prefix: str  # development variables <prefix>_DIR (a checkout) and <prefix>_PYTHON (its python)
+    entry_file: str  # the file that proves the checkout is this engine ("run.py", "main.py")
+    imports: tuple[str, ...]  # what its environment must import for the engine to start
+    title: str  # how sentences name it ("AI-Toolkit")
+    fallback: str = ""  # what to do instead while it is not installed ("or use the built-in diffusers engine")
+
+    def locate(self, engine_dir: Path | None, name: str) -> tuple[Path, Path] | str:
+        """(checkout, python) to run, or a sentence saying why there is none and what to do.
+
+        The development variables win; otherwise the install in the volume (``engine_dir``/src and venv)."""
+        install = f"`isengard engines install {name}`"
+        folder = os.environ.get(f"{self.env_prefix}_DIR")
+        if folder:
+            checkout = Path(folder)
+            python = Path(os.environ.get(f"{self.env_prefix}_PYTHON") or checkout / "venv" / "bin" / "python")
+        elif engine_dir is not None:
+            checkout, python = engine_dir / "src", engine_dir / "venv" / "bin" / "python"
+            if not checkout.is_dir():
+                return (f"{self.title} is not installed: run {install} (needs internet, or --source with a local "
+                        f"clone){self.fallback}.")
+        else:
+            return (f"{self.title} is not installed: run {install}{self.fallback}; for development set "
+                    f"{self.env_prefix}_DIR to a checkout and {self.env_prefix}_PYTHON to its environment's python.")
+        if not (checkout / self.entry_file).is_file():
+            return f"{checkout} has no {self.entry_file}; reinstall {self.title} with {install}."
+        if not python.is_file():
+            return f"{self.title}'s python ({python}) does not exist; reinstall it with {install}."
+        return checkout, python
+
+
+@dataclass(frozen=True)
+class Toggle:
+    """An Advanced toggle of the Generate screen: its key in ``GenerationRequest.advanced``, its title, and the
+    file it asks the person for ("control image"), or "" when it asks for none."""
+
+    name: str
+    title: str
+    asks_for: str = ""
+
+
+@dataclass(frozen=True)
+class EngineTraits:
+    """What an engine declares about itself, read without running it (frozen: it is a class attribute)."""
+
+    title: str  # what the window and the CLI call it: "Built-in (diffusers)"
+    kinds: tuple[str, ...]  # what it does: "training", "image", "video"
+    rank: int = 50  # lower is chosen first when the person names no engine (the settings' default goes first)
+    auto_in_fast_test: bool = True  # whether it is chosen unasked in fast-test mode (tiny models, CPU)
+    toggles: tuple[Toggle, ...] = ()  # the Advanced toggles it offers; advanced_readiness reports exactly these
+    needs_worker_process: bool = True  # False: its jobs can run in the app's process (an HTTP client of a server)
+    upstream: Upstream | None = None  # an upstream checkout in its own environment: install and health policy
+
+    @property
+    def toggle_names(self) -> tuple[str, ...]:
+        return tuple(toggle.name for toggle in self.toggles)
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """The base model a job uses: what the engine receives (a folder, "tiny-flux", a name in its folders), the
+    human name recorded in metadata, and whether it is there (if not, a sentence saying what to do)."""
+
+    id: str
+    name: str
+    ready: bool
+    reason: str = ""
+
+
+class Engine:
+    """What every engine class is. Subclass it, set ``name`` and ``traits``, implement ``availability`` and the
+    protocol of each kind it declares (``TrainingEngine``, ``ImageEngine``); register it in
+    ``engines.registry.BUILTIN`` or through the ``isengard.engines`` entry-point group as ``"module:Class"``.
+
+    Making one must be cheap (no torch, no network): the window lists engines while it opens."""
+
+    name: ClassVar[str]
+    traits: ClassVar[EngineTraits]
+
+    def __init__(self, context: EngineContext | None = None) -> None:
+        self.context = context or EngineContext(self.name)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return self.traits.kinds
+
+    def availability(self) -> Availability:
+        """Whether it can run here; when not, ``reason`` says why and what to do. Fast: no imports of torch."""
+        raise NotImplementedError
+
+    def locate(self) -> tuple[Path, Path] | str:
+        """Its upstream (checkout, python), or why there is none (engines without ``traits.upstream``: a reason)."""
+        upstream = self.traits.upstream
+        if upstream is None:
+            return f"The {self.name} engine runs no upstream checkout."
+        return upstream.locate(self.context.engine_dir, self.name)
 
 
 @dataclass
@@ -100,15 +248,21 @@ class TrainingSpec:
 
 @runtime_checkable
 class TrainingEngine(Protocol):
-    """A LoRA trainer. ``train`` runs inside the worker subprocess and blocks until done."""
+    """A LoRA trainer (``"training"`` in its traits' kinds). ``train`` runs inside the worker subprocess and
+    blocks until done; it returns the final state and does not emit ``done`` (the worker does)."""
 
     name: str
-    kinds: tuple[str, ...]  # ("training",) or ("training", "image")
+    traits: EngineTraits
+    context: EngineContext
 
     def availability(self) -> Availability: ...
 
+    def base_model(self, fast_test: bool) -> BaseModel:
+        """The base model a job uses when the person picks none (fast-test: a tiny one the engine builds)."""
+        ...
+
     def train(self, spec: TrainingSpec, emit: Emit, should_stop: ShouldStop) -> str:
-        """Train; return the final state: "succeeded", "cancelled" or "failed"."""
+        """Train; return the final state: "succeeded", "cancelled" or "failed" (or raise with a sentence)."""
         ...
 
 
@@ -190,13 +344,17 @@ class ImageEngine(Protocol):
 
     It emits ``progress`` (step, total, index, count), ``preview`` and one ``image`` event per saved
     file, checks ``should_stop`` between steps, and returns "succeeded", "cancelled" or "failed".
-    ``advanced_readiness`` says, before any run, which Advanced toggles can work here and why not.
+    ``advanced_readiness`` says, before any run, which Advanced toggles can work here and why not: exactly the
+    toggles of ``traits.toggles``. Like ``train``, it returns the final state and leaves ``done`` to the worker.
     """
 
     name: str
-    kinds: tuple[str, ...]
+    traits: EngineTraits
+    context: EngineContext
 
     def availability(self) -> Availability: ...
+
+    def base_model(self, fast_test: bool) -> BaseModel: ...
 
     def advanced_readiness(self) -> dict[str, Availability]: ...
 
@@ -252,6 +410,20 @@ class EngineService(Protocol):
 
     def configure(self, extra_model_roots: list[Any]) -> None:
         """Settings that take effect at the next start (the extra model folders)."""
+        ...
+
+    def free_memory(self) -> None:
+        """Let go of the GPU memory the server holds (a training run is about to start); a no-op when it holds
+        none or is not running."""
+        ...
+
+
+@runtime_checkable
+class ProvidesService(Protocol):
+    """An engine with a server the app keeps running beside it (ComfyUI): the app supervises it."""
+
+    def service(self) -> EngineService:
+        """The server of this engine's context (its volume, ``context.extra_model_dirs``); made once per app."""
         ...
 
 

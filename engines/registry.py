@@ -1,13 +1,18 @@
 """Which engines exist, loaded lazily by ``"module:Class"``: the built-ins plus the entry-point group
-``isengard.engines``. A broken engine is logged and listed as unavailable with its reason, never fatal."""
+``isengard.engines``. A broken engine is logged and listed as unavailable with its reason, never fatal.
+
+Adding an engine takes one package whose ``pyproject.toml`` declares
+``[project.entry-points."isengard.engines"] myengine = "my_package.engine:MyEngine"``, the class being an
+``engines.interface.Engine``; nothing else in the app changes (tests/engines/plugin_engine shows one).
+"""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import entry_points
-from collections.abc import Callable
 
 import structlog
 
@@ -34,12 +39,26 @@ BUILTIN: dict[str, str] = {
     "video": "engines.video:VideoEngine",
 }
 
+# How callers say where an engine's things are: the app builds each engine's context from its Volume
+# (isengard_desktop/core/engines.py); without one an engine knows no volume.
+Contexts = Callable[[str], EngineContext]
+
 
 @dataclass(frozen=True)
 class EngineInfo:
+    """An engine as lists show it: its declared traits and whether it can run here (with the reason if not)."""
+
     name: str
-    kinds: tuple[str, ...]
+    traits: EngineTraits
     availability: Availability
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return self.traits.kinds
+
+    @property
+    def title(self) -> str:
+        return self.traits.title
 
 
 def engine_specs() -> dict[str, str]:
@@ -56,35 +75,100 @@ def _specs() -> tuple[tuple[str, str], ...]:
     return tuple(specs.items())
 
 
-def load(name: str) -> Any:
-    """An instance of the engine called ``name``. Raises LookupError for an unknown name."""
+def refresh() -> None:
+    """Read the entry points again (a package was installed while the app runs; tests)."""
+    _specs.cache_clear()
+
+
+def engine_class(name: str) -> type[Engine]:
+    """The class registered as ``name``. Raises LookupError for an unknown name, TypeError for a non-engine."""
     specs = engine_specs()
     if name not in specs:
         raise LookupError(f"There is no engine called {name!r}; known engines: {', '.join(sorted(specs))}.")
-    spec = specs[name]
-    module_name, _, class_name = spec.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    module_name, _, class_name = specs[name].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, Engine) and isinstance(getattr(cls, "traits", None),
+                                                                             EngineTraits)):
+        raise TypeError(f"{specs[name]} is not an engines.interface.Engine with EngineTraits.")
+    if cls.name != name:
+        raise TypeError(f"{specs[name]} calls itself {cls.name!r} but is registered as {name!r}.")
+    return cls
 
 
-def describe(name: str) -> EngineInfo:
+def load(name: str, context: EngineContext | None = None) -> Engine:
+    """An instance of the engine called ``name``, made with ``context``. Raises LookupError for an unknown name."""
+    return engine_class(name)(context or EngineContext(name))
+
+
+def load_training(name: str, context: EngineContext | None = None) -> TrainingEngine:
+    """The engine ``name`` as a trainer; TypeError when it does not declare and implement training."""
+    engine = load(name, context)
+    if "training" not in engine.traits.kinds or not isinstance(engine, TrainingEngine):
+        raise TypeError(f"The {name} engine does not train LoRAs.")
+    return engine
+
+
+def load_image(name: str, context: EngineContext | None = None) -> ImageEngine:
+    """The engine ``name`` as an image generator; TypeError when it does not declare and implement it."""
+    engine = load(name, context)
+    if "image" not in engine.traits.kinds or not isinstance(engine, ImageEngine):
+        raise TypeError(f"The {name} engine does not generate images.")
+    return engine
+
+
+def describe(name: str, context: EngineContext | None = None) -> EngineInfo:
     try:
-        engine = load(name)
-        return EngineInfo(name, tuple(engine.kinds), engine.availability())
+        engine = load(name, context)
+        return EngineInfo(name, engine.traits, engine.availability())
+    except LookupError as exc:  # a name nobody registered: not a broken engine, the caller says what is known
+        return EngineInfo(name, EngineTraits(title=name, kinds=()), Availability(False, str(exc)))
     except Exception as exc:  # a broken plugin must never take the app down
         log.warning("engine_load_failed", engine=name, error=repr(exc))
-        return EngineInfo(name, (), Availability(False, f"The {name} engine could not be loaded: {exc}"))
+        return EngineInfo(name, EngineTraits(title=name, kinds=()),
+                          Availability(False, f"The {name} engine could not be loaded: {exc}"))
 
 
-def service(name: str, volume_root: Path, extra_model_dirs: list[Path]) -> Any:
-    """The EngineService (a server the app keeps running, e.g. ComfyUI) of engine ``name``, or None."""
+def service(name: str, context: EngineContext | None = None) -> EngineService | None:
+    """The server of engine ``name`` the app keeps running (``ProvidesService``), or None when it declares none."""
     try:
-        factory = getattr(load(name), "service", None)
-        return factory(volume_root, extra_model_dirs) if factory else None
+        engine = load(name, context)
+        return engine.service() if isinstance(engine, ProvidesService) else None
     except Exception as exc:
         log.warning("engine_service_failed", engine=name, error=repr(exc))
         return None
 
 
-def list_engines(kind: str | None = None) -> list[EngineInfo]:
-    infos = [describe(name) for name in engine_specs()]
-    return [info for info in infos if kind is None or kind in info.kinds]
+def list_engines(kind: str | None = None, contexts: Contexts | None = None) -> list[EngineInfo]:
+    """Every registered engine (of ``kind``), each checked with its context, in preference order."""
+    infos = [describe(name, contexts(name) if contexts else None) for name in engine_specs()]
+    infos = [info for info in infos if kind is None or kind in info.kinds]
+    return sorted(infos, key=lambda info: info.traits.rank)
+
+
+def names(kind: str | None = None) -> list[str]:
+    """Registered engines (that declare ``kind``), read from their traits without making or checking them."""
+    out = []
+    for name in engine_specs():
+        try:
+            traits = engine_class(name).traits
+        except Exception as exc:
+            log.warning("engine_load_failed", engine=name, error=repr(exc))
+            continue
+        if kind is None or kind in traits.kinds:
+            out.append(name)
+    return out
+
+
+def toggles() -> list[Toggle]:
+    """The Advanced toggles any image engine declares, each once (read from the traits: nothing is run)."""
+    seen: dict[str, Toggle] = {}
+    for name in engine_specs():
+        try:
+            traits = engine_class(name).traits
+        except Exception as exc:  # listed as unavailable by describe(); its toggles are simply not offered
+            log.warning("engine_load_failed", engine=name, error=repr(exc))
+            continue
+        if "image" in traits.kinds:
+            for toggle in traits.toggles:
+                seen.setdefault(toggle.name, toggle)
+    return list(seen.values())

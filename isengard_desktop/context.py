@@ -5,7 +5,6 @@ Both the window and the CLI start from ``AppContext.open``; tests open one on a 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from isengard_desktop.storage.settings import Settings
 from isengard_desktop.storage.volume import Volume
 
 if TYPE_CHECKING:
+    from engines.interface import EngineService
     from isengard_desktop.core.importer import Importer
     from isengard_desktop.jobs.manager import JobManager
 
@@ -60,9 +60,6 @@ class AppContext:
     @classmethod
     def open(cls, root: Path, mode: str) -> AppContext:
         volume = Volume.open(root)
-        # Engines find what is installed in this volume (engines/<name>/) through it, in this process
-        # and in the worker processes that inherit the environment.
-        os.environ["ISENGARD_VOLUME"] = str(volume.root)
         db = Database(volume.database_path)
         settings = settings_store.load(volume.settings_path)
         if not volume.settings_path.exists():
@@ -89,14 +86,16 @@ class AppContext:
         """The model folders added in Settings (e.g. an existing ComfyUI models/ folder)."""
         return [Path(p) for p in self.settings.extra_model_dirs]
 
-    def service(self, engine: str) -> Any:
-        """The long-running server ``engine`` needs (an EngineService), or None; made once per context."""
+    def service(self, engine: str) -> EngineService | None:
+        """The server ``engine`` declares (ProvidesService), or None; made once per context. A training run first
+        asks every server to let go of its GPU memory (EngineService.free_memory)."""
         if engine not in self.services:
             from engines import registry
+            from isengard_desktop.core.engines import engine_context
 
-            service = registry.service(engine, self.volume.root, self.extra_model_dirs())
+            service = registry.service(engine, engine_context(self.volume, engine, self.extra_model_dirs()))
             self.services[engine] = service
-            if service is not None and hasattr(service, "free_memory"):
+            if service is not None:
                 self.jobs.before_training.append(service.free_memory)
         return self.services[engine]
 
@@ -117,9 +116,9 @@ class AppContext:
 
         def restart() -> None:
             service.stop()
-            from engines.registry import describe
+            from isengard_desktop.core.engines import describe
 
-            if describe(engine).availability.available:
+            if describe(self.volume, engine).availability.available:
                 service.start()
 
         threading.Thread(target=restart, name=f"restart-{engine}", daemon=True).start()

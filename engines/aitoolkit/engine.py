@@ -1,7 +1,8 @@
 """``AIToolkitEngine``: upstream AI-Toolkit (``python run.py job.json``) run from the worker subprocess.
 
 Where it lives: ``ISENGARD_AITOOLKIT_DIR`` (a checkout at the pinned commit) and
-``ISENGARD_AITOOLKIT_PYTHON`` (its own environment's python; default ``DIR/venv/bin/python``).
+``ISENGARD_AITOOLKIT_PYTHON`` (its own environment's python; default ``DIR/venv/bin/python``), else the
+install in its engine folder of the volume (``UPSTREAM.locate``, from the context the app gives it).
 Cancel sends SIGINT: at the pinned commit neither SIGINT nor the UI's stop flag saves on the way out,
 so a cancel loses the steps since the last checkpoint, and the engine says how many. Resume reruns
 the same config, and AI-Toolkit continues from its newest checkpoint and ``optimizer.pt``.
@@ -36,6 +37,9 @@ from engines.interface import (
 
 log = structlog.get_logger(__name__)
 
+UPSTREAM = Upstream("ISENGARD_AITOOLKIT", "run.py", ("torch", "diffusers"), "AI-Toolkit",
+                    ", or use the built-in diffusers engine")
+
 STOP_TIMEOUT_S = 60.0
 FAILURES = (  # (text in AI-Toolkit's output, what to tell the person)
     ("CUDA out of memory", "The GPU ran out of memory; choose the Quick or Balanced preset (low-VRAM mode) or a "
@@ -49,32 +53,6 @@ FAILURES = (  # (text in AI-Toolkit's output, what to tell the person)
     ("No space left on device", "The disk is full: free some space or move the volume, then resume."),
     ("ModuleNotFoundError", "AI-Toolkit's environment is missing a Python package: reinstall the engine."),
 )
-
-
-def locate() -> tuple[Path, Path] | str:
-    """(checkout, python) of the AI-Toolkit to run, or a sentence saying why there is none.
-
-    The development variables win; otherwise the install in the volume (``isengard engines install``),
-    whose folder the app passes down as ``ISENGARD_VOLUME``.
-    """
-    folder = os.environ.get("ISENGARD_AITOOLKIT_DIR")
-    if folder:
-        checkout = Path(folder)
-        python = Path(os.environ.get("ISENGARD_AITOOLKIT_PYTHON") or checkout / "venv" / "bin" / "python")
-    elif os.environ.get("ISENGARD_VOLUME"):
-        installed = Path(os.environ["ISENGARD_VOLUME"]) / "engines" / "aitoolkit"
-        checkout, python = installed / "src", installed / "venv" / "bin" / "python"
-        if not checkout.is_dir():
-            return ("AI-Toolkit is not installed: run `isengard engines install aitoolkit` (needs internet, or "
-                    "--source with a local clone), or use the built-in diffusers engine.")
-    else:
-        return ("AI-Toolkit is not installed: run `isengard engines install aitoolkit`, or for development set "
-                "ISENGARD_AITOOLKIT_DIR to a checkout and ISENGARD_AITOOLKIT_PYTHON to its environment's python.")
-    if not (checkout / "run.py").is_file():
-        return f"{checkout} has no run.py; reinstall AI-Toolkit with `isengard engines install aitoolkit`."
-    if not python.is_file():
-        return f"AI-Toolkit's python ({python}) does not exist; reinstall it with `isengard engines install aitoolkit`."
-    return checkout, python
 
 
 def failure_message(tail: list[str], returncode: int) -> str:
@@ -99,19 +77,27 @@ def write_dataset(spec: TrainingSpec, folder: Path) -> None:
         atomic.write_text(target.with_suffix(".txt"), item.caption)
 
 
-class AIToolkitEngine:
+class AIToolkitEngine(Engine):
     name = "aitoolkit"
-    kinds: tuple[str, ...] = ("training",)
+    # The production trainer; fast-test mode prefers the built-in engine (no second environment to start).
+    traits = EngineTraits(title="AI-Toolkit", kinds=("training",), rank=10, auto_in_fast_test=False,
+                          upstream=UPSTREAM)
 
     def availability(self) -> Availability:
-        found = locate()
+        found = self.locate()
         return Availability(False, found) if isinstance(found, str) else Availability(True)
 
+    def base_model(self, fast_test: bool) -> BaseModel:
+        return flux_base_model(self.context, fast_test)
+
     def train(self, spec: TrainingSpec, emit: Emit, should_stop: ShouldStop) -> str:
-        found = locate()
+        found = self.locate()
         if isinstance(found, str):
             raise RuntimeError(found)
         checkout, python = found
+        from dataclasses import replace
+
+        spec = replace(spec, base_model=resolve(spec.base_model, self.context))
         from isengard_desktop.base import atomic
         from isengard_desktop.base.mode import detect_gpu
 

@@ -61,11 +61,6 @@ class GenerationFailed(Exception):
     """A generation could not run or ComfyUI failed it; the message says why and what to do."""
 
 
-def _volume_root() -> Path | None:
-    value = os.environ.get("ISENGARD_VOLUME")
-    return Path(value) if value else None
-
-
 TEXT_ENCODER_KEYS = ("lora_te", "text_encoder", "te1.", "te2.", "lora_clip")
 
 
@@ -119,23 +114,34 @@ def list_models(client, folders: tuple[str, ...] = MODEL_FOLDERS) -> dict[str, l
     return {folder: client.models(folder) for folder in folders}
 
 
-class ComfyUIEngine:
+class ComfyUIEngine(Engine):
     name = "comfyui"
-    kinds: tuple[str, ...] = ("image",)
+    # Generates after the settings' default (ComfyUI unless changed) and the built-in engine.
+    traits = EngineTraits(title="ComfyUI (embedded)", kinds=("image",), rank=30, toggles=ADVANCED_TOGGLES,
+                          upstream=paths.UPSTREAM)
 
     def availability(self) -> Availability:
         from engines.comfyui.remote import configured_url
 
-        if configured_url(_volume_root()):  # a remote ComfyUI by URL needs no local install
+        if configured_url(self.context.volume_root):  # a remote ComfyUI by URL needs no local install
             return Availability(True)
-        located = paths.locate()
+        located = self.locate()
         return Availability(False, located) if isinstance(located, str) else Availability(True)
 
-    def service(self, volume_root: Path, extra_model_roots: list[Path]):
+    def base_model(self, fast_test: bool) -> BaseModel:
+        """ComfyUI picks FLUX.1-dev's files (or a checkpoint) from its folders; fast-test builds its tiny one.
+        Whether they are there is known only once the server answers (``generate`` checks before submitting)."""
+        if fast_test:
+            return BaseModel(FAST_TEST_MODEL, "fast-test checkpoint", True)
+        return BaseModel("auto", "FLUX.1-dev", True)
+
+    def service(self) -> EngineService:
         # The embedded ComfyUI, or one by URL when Settings → Engines names one (engines/comfyui/remote.py).
         from engines.comfyui.remote import SwitchingComfyUIService
 
-        return SwitchingComfyUIService(volume_root, extra_model_roots)
+        if self.context.volume_root is None:
+            raise RuntimeError("The ComfyUI server needs a volume to run in; the engine was given none.")
+        return SwitchingComfyUIService(self.context.volume_root, list(self.context.extra_model_dirs))
 
     def advanced_readiness(self) -> dict[str, Availability]:
         """Asks the running server (GET /object_info and the model folders); says so while it is not up."""
@@ -146,7 +152,7 @@ class ComfyUIEngine:
         from engines.comfyui.remote import client, configured_url
         from engines.interface import ServiceStatus
 
-        root = _volume_root()
+        root = self.context.volume_root
         remote_url = configured_url(root)
         status = ServiceStatus("ready", url=remote_url) if remote_url else read_server(root) if root else None
         if not availability.available or status is None or status.state != "ready":
@@ -169,9 +175,9 @@ class ComfyUIEngine:
         from engines.comfyui.workflow import build_workflow
         from isengard_desktop import __version__
 
-        root = _volume_root()
+        root = self.context.volume_root
         if root is None:
-            raise GenerationFailed("The worker does not know the volume (ISENGARD_VOLUME is not set).")
+            raise GenerationFailed("The worker was given no volume (its job file names none); submit the job again.")
         from engines.comfyui import remote
 
         say = lambda text: emit({"event": "log", "level": "info", "message": text})  # noqa: E731
@@ -189,7 +195,7 @@ class ComfyUIEngine:
             if request.base_model == FAST_TEST_MODEL and remote_url:  # a remote ComfyUI uses its own models
                 request = GenerationRequest.from_dict({**request.to_dict(), "base_model": "auto"})
             elif request.base_model == FAST_TEST_MODEL:
-                self._ensure_fast_test_models(root, say, request)
+                self._ensure_fast_test_models(root, say, request, self.locate())
             plan = self._plan(client, request)
             log.info("comfyui_generation", url=url, models=plan.choice.__dict__, loras=len(request.loras),
                      toggles=sorted(plan.request.advanced))
@@ -211,7 +217,8 @@ class ComfyUIEngine:
         return "succeeded"
 
     @staticmethod
-    def _ensure_fast_test_models(root: Path, say, request: GenerationRequest) -> None:
+    def _ensure_fast_test_models(root: Path, say, request: GenerationRequest,
+                                 located: tuple[Path, Path] | str) -> None:
         """Fast-test mode: ComfyUI's tiny checkpoint and the chosen toggles' tiny models in the volume's model
         folders, each built the first time it is needed (with ComfyUI's python, in this worker's child)."""
         from engines.comfyui import fast_test_models
@@ -220,7 +227,6 @@ class ComfyUIEngine:
         missing = [kind for kind in kinds if not (paths.models_dir(root) / fast_test_models.FILES[kind]).is_file()]
         if not missing:
             return
-        located = paths.locate()
         if isinstance(located, str):
             raise GenerationFailed(located)
         say("Building ComfyUI's tiny fast-test models (once; the checkpoint takes about a minute)…")

@@ -31,8 +31,8 @@ FILES = {
     "detector": "ultralytics/bbox/isengard-fast-test-face_yolov8n.pt",
 }
 CHECKPOINT_NAME = Path(FILES["checkpoint"]).name
-# The base model a fast-test request names (isengard_desktop.core.generation.COMFYUI_FAST_TEST_MODEL, the same
-# string: the core does not import engines): the worker builds and uses the tiny checkpoint.
+# The base model a fast-test request names (ComfyUIEngine.base_model declares it): the worker builds and uses the
+# tiny checkpoint.
 MARKER = "comfyui-fast-test"
 BUILD_TIMEOUT_S = 900
 

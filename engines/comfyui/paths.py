@@ -9,32 +9,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-INSTALL_HINT = ("run `isengard engines install comfyui` (needs internet, or --source with a local clone), or "
-                "generate with the built-in diffusers engine")
+from engines.interface import Upstream
+
+# How the ComfyUI the app runs is found and what its environment must import (its requirements plus the
+# Upscale toggle's spandrel): one declaration for the install check, the health report and the engine.
+UPSTREAM = Upstream("ISENGARD_COMFYUI", "main.py", ("torch", "torchvision", "aiohttp", "requests", "yaml", "spandrel"),
+                    "ComfyUI", ", or generate with the built-in diffusers engine")
 
 
-def locate() -> tuple[Path, Path] | str:
-    """(checkout, python) of the ComfyUI to run, or a sentence saying why there is none and what to do."""
-    folder = os.environ.get("ISENGARD_COMFYUI_DIR")
-    if folder:
-        checkout = Path(folder)
-        python = Path(os.environ.get("ISENGARD_COMFYUI_PYTHON") or checkout / "venv" / "bin" / "python")
-    elif os.environ.get("ISENGARD_VOLUME"):
-        installed = Path(os.environ["ISENGARD_VOLUME"]) / "engines" / "comfyui"
-        checkout, python = installed / "src", installed / "venv" / "bin" / "python"
-        if not checkout.is_dir():
-            return f"ComfyUI is not installed: {INSTALL_HINT}."
-    else:
-        return (f"ComfyUI is not installed: {INSTALL_HINT}; for development set ISENGARD_COMFYUI_DIR to a checkout "
-                "and ISENGARD_COMFYUI_PYTHON to its environment's python.")
-    if not (checkout / "main.py").is_file():
-        return f"{checkout} has no main.py; reinstall ComfyUI with `isengard engines install comfyui`."
-    if not python.is_file():
-        return f"ComfyUI's python ({python}) does not exist; reinstall it with `isengard engines install comfyui`."
-    return checkout, python
+def locate(engine_dir: Path | None = None) -> tuple[Path, Path] | str:
+    """(checkout, python) of the ComfyUI to run, or a sentence saying why there is none and what to do.
+
+    ``engine_dir`` is its folder in the volume (the engine's context); without it only the development
+    variables count."""
+    return UPSTREAM.locate(engine_dir, "comfyui")
 
 
 def engine_dir(volume_root: Path) -> Path:
+    """The engine's folder for the server-side code that is keyed on the volume (the supervisor, the state file).
+    It must stay what ``Volume.engine_dir("comfyui")`` says; tests/engines/test_conformance.py checks that."""
     return volume_root / "engines" / "comfyui"
 
 

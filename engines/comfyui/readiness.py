@@ -21,7 +21,6 @@ DETECTOR_FOLDER = "ultralytics_bbox"
 SAM_FOLDER = "sams"
 MODEL_FOLDERS = ("checkpoints", "diffusion_models", "text_encoders", "vae", "loras", "upscale_models", "controlnet",
                  IPADAPTER_FOLDER, CLIP_VISION_FOLDER, DETECTOR_FOLDER, SAM_FOLDER)
-TOGGLES = ("upscale", "controlnet", "ipadapter", "facedetailer")
 TOGGLE_FOLDERS = {"upscale": "upscale_models", "controlnet": "controlnet", "ipadapter": IPADAPTER_FOLDER,
                   "facedetailer": DETECTOR_FOLDER}
 # Where each ComfyUI folder is inside the volume (the supervisor points ComfyUI there).

@@ -367,7 +367,7 @@ class ComfyUISupervisor:
 
     def _launch_once(self) -> str:
         """Start ComfyUI and wait until it exits; returns "failed", "stopped" or "crashed"."""
-        located = paths.locate()
+        located = paths.locate(paths.engine_dir(self.volume_root))
         if isinstance(located, str):
             self._set("failed", located)
             return "failed"

@@ -37,8 +37,15 @@ SD_CHECKPOINT_TEMPLATE = "sd_checkpoint_txt2img.json"
 # and "guidance" marks a FLUX template (distilled guidance, cfg 1).
 ROLES = ("model", "positive", "negative", "latent", "sampler", "decode", "save")
 OPTIONAL_ROLES = ("clip", "vae", "guidance")
-TOGGLES = ("ipadapter", "controlnet", "facedetailer", "upscale")  # in the order they are spliced in
-SUPPORTED_TOGGLES = TOGGLES
+# The Advanced toggles of the ComfyUI engine: the one list (the engine's traits, the readiness checks, the
+# builder and the Generate form all read it). The order is the form's; the builder splices in its own order.
+ADVANCED_TOGGLES = (
+    Toggle("controlnet", "ControlNet", "control image"),
+    Toggle("ipadapter", "IP-Adapter", "reference face"),
+    Toggle("facedetailer", "FaceDetailer"),
+    Toggle("upscale", "Upscale"),
+)
+TOGGLES = tuple(toggle.name for toggle in ADVANCED_TOGGLES)
 
 # The one image encoder the InstantX FLUX IP-Adapter works with (the node offers only this choice); put the Hugging
 # Face folder into models/clip_vision/siglip-so400m-patch14-384 or let it come from the Hugging Face cache.

@@ -25,11 +25,12 @@ from engines.interface import (
 REQUIRED = ("torch", "diffusers", "peft", "transformers", "safetensors")
 
 
-class DiffusersEngine:
+class DiffusersEngine(Engine):
     """FLUX LoRA training and generation with diffusers + peft, in the worker process."""
 
     name = "diffusers"
-    kinds: tuple[str, ...] = ("training", "image")
+    # Trains after AI-Toolkit in production and first in fast-test; generates after the settings' default.
+    traits = EngineTraits(title="Built-in (diffusers)", kinds=("training", "image"), rank=20)
 
     def availability(self) -> Availability:
         missing = [module for module in REQUIRED if importlib.util.find_spec(module) is None]
@@ -45,17 +46,19 @@ class DiffusersEngine:
         """Train the LoRA of ``spec``; returns "succeeded" or "cancelled", raises TrainingError on a problem."""
         from engines.diffusers.trainer import train
 
-        return train(spec, emit, should_stop)
+        return train(replace(spec, base_model=resolve(spec.base_model, self.context)), emit, should_stop)
+
+    def base_model(self, fast_test: bool) -> BaseModel:
+        return flux_base_model(self.context, fast_test)
 
     def advanced_readiness(self) -> dict[str, Availability]:
-        """The Advanced toggles are ComfyUI workflows; the built-in engine says so instead of failing later."""
-        reason = "The built-in engine does not offer this; choose the ComfyUI engine to use it."
-        toggles = ("controlnet", "ipadapter", "facedetailer", "upscale")
-        return {toggle: Availability(False, reason) for toggle in toggles}
+        """It declares no Advanced toggles (they are ComfyUI workflows), so it reports none."""
+        return {}
 
     def generate(self, request: GenerationRequest, emit: Emit, should_stop: ShouldStop) -> str:
         """Generate the images of ``request``; the pipeline stays loaded in this worker for the next request."""
         from engines.diffusers.generator import generate
         from isengard_desktop import __version__
 
+        request = replace(request, base_model=resolve(request.base_model, self.context))
         return generate(request, emit, should_stop, __version__)

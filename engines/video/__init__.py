@@ -5,9 +5,9 @@ from __future__ import annotations
 from engines.interface import Availability, Engine, EngineTraits
 
 
-class VideoEngine:
+class VideoEngine(Engine):
     name = "video"
-    kinds = ("video",)
+    traits = EngineTraits(title="Video", kinds=("video",), rank=90)
 
     def availability(self) -> Availability:
         return Availability(False, "Video generation is not part of this version of Isengard Desktop yet.")

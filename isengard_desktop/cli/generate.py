@@ -23,21 +23,22 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--guidance", type=float, default=3.5)
     parser.add_argument("--batch", type=int, default=1, help="how many images (seeds SEED, SEED+1, ...)")
-    parser.add_argument("--engine", choices=["comfyui", "diffusers"], help="default: the best available")
+    parser.add_argument("--engine", metavar="ENGINE",
+                        help="the image engine's name (a wrong one lists them); default: the best available")
     parser.add_argument("--json-events", action="store_true", help="print every worker event as a JSON line")
     parser.add_argument("--remote", metavar="NAME", help="generate on a remote GPU machine (see `isengard remotes`)")
     parser.set_defaults(handler=generate_cmd, action="generate")
 
 
-def _availability(requested: str | None = None) -> dict[str, tuple[bool, str]]:
-    from engines.registry import describe, list_engines
+def _image_engines(ctx: AppContext, requested: str | None = None) -> list:
+    from isengard_desktop.core.engines import describe, list_engines
 
     # An engine named with --engine: only its own check (each check imports its engine; issue 14, E7).
-    infos = [describe(requested)] if requested else list_engines("image")
-    return {info.name: (info.availability.available, info.availability.reason) for info in infos}
+    return [describe(ctx.volume, requested)] if requested else list_engines(ctx.volume, "image")
 
 
 def generate_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+    from isengard_desktop.core.engines import choose_engine
     from isengard_desktop.core.remote.jobs import is_remote, remote_generation_request
 
     options = generation.lora_options(ctx.volume, ctx.db)
@@ -55,8 +56,8 @@ def generate_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     if is_remote(getattr(args, "remote", None)):  # the LoRAs are sent there with the job (jobs/remote_job.py)
         engine, request, meta["remote"] = remote_generation_request(ctx, args.remote, args.engine, build)
     else:
-        engine = generation.choose_image_engine(args.engine, _availability(args.engine), ctx.mode,
-                                                ctx.settings.default_image_engine)
+        engine = choose_engine("image", args.engine, _image_engines(ctx, args.engine), ctx.mode,
+                               ctx.settings.default_image_engine)
         request = build(ctx.mode, engine)
         ctx.start_service(engine)
     job = ctx.jobs.submit("generation", engine, request.to_dict(), meta=meta)

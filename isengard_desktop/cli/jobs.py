@@ -12,7 +12,7 @@ from typing import Any
 from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.cli.output import ProgressBar, emit_json, say
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.training import build_spec, choose_training_engine
+from isengard_desktop.core.training import build_spec
 from isengard_desktop.jobs import protocol
 from isengard_desktop.storage.jobs_repo import JobRow
 
@@ -54,10 +54,10 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     bundle.set_defaults(handler=bundle_cmd)
 
 
-def _engine_availability() -> dict[str, tuple[bool, str]]:
-    from engines.registry import list_engines
+def _training_engines(ctx: AppContext) -> list:
+    from isengard_desktop.core.engines import list_engines
 
-    return {info.name: (info.availability.available, info.availability.reason) for info in list_engines("training")}
+    return list_engines(ctx.volume, "training")
 
 
 def _training_progress(event: dict[str, Any]) -> str:
@@ -146,7 +146,7 @@ def _report(ctx: AppContext, job: JobRow, args: argparse.Namespace) -> int:
 
 def train_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     from isengard_desktop.base.errors import ValidationError
-    from isengard_desktop.jobs.manager import DB_ERRORS
+    from isengard_desktop.jobs.records import DB_ERRORS
 
     if getattr(args, "plan_for_vram", None) is not None:
         return plan_cmd(args)
@@ -160,7 +160,9 @@ def train_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
         engine, spec, check, meta["remote"] = remote_training_spec(ctx, character, args.remote, args.engine,
                                                                    args.preset, overrides)
     else:
-        engine = choose_training_engine(args.engine, _engine_availability(), ctx.mode)
+        from isengard_desktop.core.engines import choose_engine
+
+        engine = choose_engine("training", args.engine, _training_engines(ctx), ctx.mode)
         spec, check = build_spec(ctx.volume, ctx.dataset, character, ctx.mode, args.preset, overrides)
     if not check.ok:
         raise ValidationError(" ".join(check.problems))

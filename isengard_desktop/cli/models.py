@@ -8,7 +8,6 @@ with a text progress bar (bytes, speed, time left); Ctrl+C stops the download an
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,15 +76,18 @@ def _extra_dirs(ctx: AppContext) -> list[Path]:
     return [Path(p) for p in ctx.settings.extra_model_dirs]
 
 
-def default_engines() -> list[str]:
-    """The built-in engine, and the upstream engines installed in this volume (cheap: no environment check)."""
-    from isengard_desktop.core.engines_status import ENV_DIRS
+def default_engines(ctx: AppContext) -> list[str]:
+    """The engines that train or generate here without an install (the built-in one), and the upstream engines
+    installed in this volume (cheap: their checkout is found, the environment is not checked)."""
+    from engines import registry
+    from isengard_desktop.core.engines import load
 
-    chosen = ["diffusers"]
-    volume = os.environ.get("ISENGARD_VOLUME")
-    for name in ("aitoolkit", "comfyui"):
-        env = os.environ.get(ENV_DIRS.get(name, ""), "")
-        if (env and Path(env).is_dir()) or (volume and (Path(volume) / "engines" / name / "src").is_dir()):
+    chosen = []
+    for name in registry.names():
+        engine = load(ctx.volume, name)
+        if not {"training", "image"} & set(engine.traits.kinds):
+            continue
+        if engine.traits.upstream is None or not isinstance(engine.locate(), str):
             chosen.append(name)
     return chosen
 
@@ -139,8 +141,8 @@ def verify_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def remove_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
-    from isengard_desktop.cli.main import confirm
     from isengard_desktop.base import catalogue
+    from isengard_desktop.cli.main import confirm
     from isengard_desktop.core.models import removal
 
     model = catalogue.get(args.model)
@@ -190,7 +192,8 @@ def download_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
         use_hf_token(sys.stdin.readline())
     model = catalogue.get(args.model)
     # A model no default engine reads (the face embedder, the captioner) is downloaded for the readers it has.
-    engines = chosen_engines(args.engines) or [e for e in default_engines() if e in model.engines()] or model.engines()
+    engines = (chosen_engines(args.engines) or [e for e in default_engines(ctx) if e in model.engines()]
+               or model.engines())
     if args.variant and not any(args.variant in model.variants(e) for e in engines):
         raise ValidationError(f"{model.title} has no variant {args.variant!r} for {', '.join(engines)}.")
     bar = ProgressBar("Checking files found on this machine", enabled=not args.json)

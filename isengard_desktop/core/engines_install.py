@@ -1,7 +1,8 @@
 """Installing a pinned upstream engine into the volume: ``engines/<name>/src`` and ``engines/<name>/venv``.
 
 Everything is built in a staging folder beside the current install and swapped in only when the new
-environment imports torch and diffusers, so a failed install leaves the previous working one intact.
+environment imports what the engine declares (``Upstream.imports``), so a failed install leaves the
+previous working one intact.
 The source comes from a local git repository or checkout (``--source``), or is cloned from the pinned
 repository on a machine with internet. The commit is verified against vendor/VENDOR_PINS.json.
 
@@ -27,9 +28,11 @@ from pathlib import Path
 import structlog
 
 from isengard_desktop.base.errors import IsengardError
-from isengard_desktop.core.engine_python import find_engine_python, venv_commands
-from isengard_desktop.core.engines_status import pins
 from isengard_desktop.base.mode import detect_gpu
+from isengard_desktop.core.engine_python import find_engine_python, venv_commands
+from isengard_desktop.core.engines import upstream
+from isengard_desktop.core.engines_status import pins
+from isengard_desktop.storage.volume import Volume
 
 log = structlog.get_logger(__name__)
 
@@ -39,9 +42,6 @@ Progress = Callable[[int, int, str], None]  # done, total, what is happening
 REQUIREMENT_SKIPS = {"aitoolkit": ("git+", "setuptools", "torchao"), "comfyui": ("torch", "torchvision", "torchaudio")}
 EXTRA_PACKAGES = {"aitoolkit": ["setuptools>=77.0.3,<81", "diffusers==0.39.*", "torchao==0.10.0"],
                   "comfyui": ["requests"]}
-# What proves a new environment works, per engine.
-CHECK_IMPORTS = {"aitoolkit": "import torch, diffusers",
-                 "comfyui": "import torch, torchvision, requests, yaml, spandrel"}
 # Entries of engines/<name>/ that an install builds and replaces; everything else there is carried over.
 OWNED = {"src", "venv", "install.json", "requirements.isengard.txt", "constraints.isengard.txt", "node_packs"}
 # A folder of local clones of the node packs, one per pin key (<dir>/<key>), used instead of cloning.
@@ -255,9 +255,10 @@ def install(name: str, volume_root: Path, source: Path | None = None, progress: 
     from isengard_desktop.base.mode import query_gpus
 
     torch_install_args(name, query_gpus())  # likewise when no torch build runs on these GPUs with this driver
-    engines_dir = volume_root / "engines"
+    volume = Volume(volume_root)
+    engines_dir = volume.engines_dir
     engines_dir.mkdir(parents=True, exist_ok=True)
-    final = engines_dir / name
+    final = volume.engine_dir(name)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.installing.", dir=engines_dir))
     log_file = engines_dir / f"{name}-install.log"
     log_file.write_text("", encoding="utf-8")
@@ -268,7 +269,8 @@ def install(name: str, volume_root: Path, source: Path | None = None, progress: 
         build_environment(name, staging / "src", staging / "venv", log_file, report)
         packs = install_node_packs(name, staging, log_file, node_sources, report)
         report(5, 6, "Checking the environment")
-        _run([str(staging / "venv" / "bin" / "python"), "-c", CHECK_IMPORTS[name]],
+        # What proves the new environment works: the imports the engine declares (the health report checks the same).
+        _run([str(staging / "venv" / "bin" / "python"), "-c", "import " + ", ".join(upstream(name).imports)],
              "Checking the new environment", log_file)
         record = {"engine": name, "commit": commit, "installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
                   "gpu": detect_gpu().summary}

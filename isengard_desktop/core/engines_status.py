@@ -1,7 +1,7 @@
 """What is installed of each pinned upstream engine, compared with vendor/VENDOR_PINS.json.
 
-An engine counts as installed from the development variables (``ISENGARD_AITOOLKIT_DIR`` and its
-python) or from the volume's ``engines/<name>/`` folder (``src/`` at the pinned commit, ``venv/``).
+An engine counts as installed from its development variables (``<Upstream.env_prefix>_DIR`` and its
+python) or from its folder in the volume (``Volume.engine_dir``: ``src/`` at the pinned commit, ``venv/``).
 ``isengard engines install`` (core/engines_install.py) puts an engine there; this module only reports.
 """
 
@@ -14,11 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from isengard_desktop.base.resources import resources_dir
-
-ENV_DIRS = {"aitoolkit": "ISENGARD_AITOOLKIT_DIR", "comfyui": "ISENGARD_COMFYUI_DIR"}
-ENV_PYTHONS = {"aitoolkit": "ISENGARD_AITOOLKIT_PYTHON", "comfyui": "ISENGARD_COMFYUI_PYTHON"}
-# What each engine's own environment must import for the engine to start.
-HEALTH_IMPORTS = {"aitoolkit": ("torch", "diffusers"), "comfyui": ("torch", "torchvision", "aiohttp", "requests")}
+from isengard_desktop.core.engines import upstream
+from isengard_desktop.storage.volume import Volume
 
 
 def pins_path() -> Path:
@@ -69,23 +66,28 @@ def _python_ok(python: Path, modules: tuple[str, ...]) -> bool:
 
 
 def status(name: str, volume_root: Path) -> EngineStatus:
+    """What is installed of engine ``name`` (found the way the engine finds it: ``Upstream.locate``)."""
     pin = pins()["engines"][name]["commit"]
-    folder = os.environ.get(ENV_DIRS[name])
-    if folder:
-        checkout, source = Path(folder), "env"
-        python = Path(os.environ.get(ENV_PYTHONS[name]) or checkout / "venv" / "bin" / "python")
+    declared = upstream(name)
+    from_env = bool(os.environ.get(f"{declared.env_prefix}_DIR"))
+    engine_dir = Volume(volume_root).engine_dir(name)
+    located = declared.locate(engine_dir, name)
+    if isinstance(located, str):
+        checkout = Path(os.environ[f"{declared.env_prefix}_DIR"]) if from_env else engine_dir / "src"
+        if not checkout.is_dir():
+            return EngineStatus(name, pin, False, "", None, None, False, False,
+                                f"not installed: use Install (or `isengard engines install {name}`)")
+        python = Path(os.environ.get(f"{declared.env_prefix}_PYTHON") or checkout / "venv" / "bin" / "python") \
+            if from_env else engine_dir / "venv" / "bin" / "python"
     else:
-        checkout, source = volume_root / "engines" / name / "src", "volume"
-        python = volume_root / "engines" / name / "venv" / "bin" / "python"
-    if not checkout.is_dir():
-        return EngineStatus(name, pin, False, "", None, None, False, False,
-                            f"not installed: use Install (or `isengard engines install {name}`)")
+        checkout, python = located
+    source = "env" if from_env else "volume"
     commit = _commit_of(checkout)
-    env_ok = _python_ok(python, HEALTH_IMPORTS[name])
+    env_ok = _python_ok(python, declared.imports)
     matches = bool(commit) and (commit.startswith(pin) or pin.startswith(commit))
     problems = []
     if not env_ok:
-        problems.append(f"its environment ({python}) cannot import {' and '.join(HEALTH_IMPORTS[name])}")
+        problems.append(f"its environment ({python}) cannot import {', '.join(declared.imports)}")
     if not matches:
         problems.append(f"the checkout is at {commit or 'an unknown commit'}, the pin is {pin}")
     return EngineStatus(name, pin, True, source, str(checkout), commit, env_ok, matches,

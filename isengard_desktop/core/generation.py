@@ -13,17 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engines.interface import ASPECT_PRESETS, GenerationRequest, LoraRef, aspect_size
+from engines.interface import ASPECT_PRESETS, GenerationRequest, ImageEngine, LoraRef, aspect_size
 from isengard_desktop.base.errors import NotFoundError, ValidationError
 from isengard_desktop.base.mode import FAST_TEST
-from isengard_desktop.core.training import base_models
+from isengard_desktop.core.engines import load
 from isengard_desktop.storage.db import Database
 from isengard_desktop.storage.jobs_repo import GenerationRow, JobRepository
 from isengard_desktop.storage.volume import Volume
 
 FAST_TEST_SIDE = 64  # the tiny models' long side: every aspect preset, scaled down
-COMFYUI_AUTO_MODEL = "auto"  # the ComfyUI engine picks the FLUX files (or a checkpoint) its folders hold
-COMFYUI_FAST_TEST_MODEL = "comfyui-fast-test"  # the ComfyUI engine builds and uses its tiny checkpoint
 MAX_SEED = 2**32 - 1
 LIMITS = {"steps": (1, 150), "guidance": (0.0, 30.0), "batch_count": (1, 16)}
 DEFAULTS = {"steps": 28, "guidance": 3.5, "batch_count": 1, "aspect": "1:1"}
@@ -82,23 +80,6 @@ def parse_lora_arg(value: str) -> tuple[str, float]:
         raise ValidationError(f"--lora {value!r}: the strength after ':' must be a number, e.g. ada:0.8.") from exc
 
 
-def choose_image_engine(requested: str | None, available: dict[str, tuple[bool, str]], mode: str,
-                        default: str = "comfyui") -> str:
-    """The engine to generate with: the one asked for, else the default when available, else the built-in one."""
-    if requested:
-        if requested not in available:
-            raise ValidationError(f"There is no image engine called {requested!r}; known: {', '.join(available)}.")
-        ok, reason = available[requested]
-        if not ok:
-            raise ValidationError(f"The {requested} engine is not available here: {reason}")
-        return requested
-    for name in (default, "diffusers", "comfyui"):
-        if available.get(name, (False, ""))[0]:
-            return name
-    reasons = "; ".join(f"{n}: {r}" for n, (ok, r) in available.items() if not ok)
-    raise ValidationError(f"No image engine is available here ({reasons}).")
-
-
 def random_seed() -> int:
     return secrets.randbelow(MAX_SEED + 1)
 
@@ -138,18 +119,16 @@ def build_request(
             raise ValidationError(f"The strength of {option.character_name}'s LoRA must be between -2 and 2.")
     fast = mode == FAST_TEST
     width, height = aspect_size(aspect, FAST_TEST_SIDE if fast else None)
-    if engine == "diffusers":
-        base = base_models(volume, mode)[0]
-        if not base.ready:
-            raise ValidationError(base.reason)
-        base_model, base_name = base.id, base.name
-    else:
-        base_model, base_name = ((COMFYUI_FAST_TEST_MODEL, "fast-test checkpoint") if fast
-                                 else (COMFYUI_AUTO_MODEL, "FLUX.1-dev"))
+    generator = load(volume, engine)
+    if not isinstance(generator, ImageEngine):
+        raise ValidationError(f"The {engine} engine does not generate images.")
+    base = generator.base_model(fast)  # each engine says which base model it uses, and whether it is there
+    if not base.ready:
+        raise ValidationError(base.reason)
     return GenerationRequest(
         prompt=prompt,
-        base_model=base_model,
-        base_model_name=base_name,
+        base_model=base.id,
+        base_model_name=base.name,
         output_dir="",  # the job manager sets the job's folder
         width=width,
         height=height,

@@ -12,17 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engines.diffusers.preflight import MARGIN as DISK_MARGIN
-from engines.interface import DatasetItem, TrainingSpec
+from engines.flux_base import FLUX_DEV, TINY_MODEL  # noqa: F401  (re-exported: core.remote.jobs)
+from engines.interface import BaseModel, DatasetItem, TrainingEngine, TrainingSpec
 from isengard_desktop.base.errors import ValidationError
+from isengard_desktop.base.mode import FAST_TEST
 from isengard_desktop.core.characters import Character
 from isengard_desktop.core.dataset import DatasetService, ImageFilter
-from isengard_desktop.base.mode import FAST_TEST
 from isengard_desktop.core.names import safe_filename
 from isengard_desktop.core.presets import load_preset
 from isengard_desktop.storage.volume import Volume
 
-TINY_MODEL = "tiny-flux"  # built locally by the diffusers engine in the worker (fast-test mode)
-FLUX_DEV = "FLUX.1-dev"
 MIN_IMAGES = 1
 # The built-in trainer's own disk check (engines/diffusers/preflight.py) asks for its MARGIN plus the run's
 # checkpoints; on the tiny model those are kilobytes, so MARGIN plus a little is what it needs. Reading the
@@ -31,24 +30,14 @@ FAST_TEST_DISK_BYTES = DISK_MARGIN + 32 * 2**20
 RECOMMENDED_IMAGES = 10
 
 
-@dataclass(frozen=True)
-class BaseModel:
-    id: str  # what the worker receives: a folder path, or "tiny-flux"
-    name: str  # recorded in the LoRA's metadata
-    ready: bool
-    reason: str = ""
+def base_models(volume: Volume, mode: str, engine: str = "diffusers") -> list[BaseModel]:
+    """Base models ``engine`` can train on in this volume, in the order to offer them (its own declaration)."""
+    from isengard_desktop.core.engines import load
 
-
-def base_models(volume: Volume, mode: str) -> list[BaseModel]:
-    """Base models this volume can train on, in the order to offer them."""
-    if mode == FAST_TEST:
-        return [BaseModel(TINY_MODEL, "tiny-flux (fast-test)", True)]
-    folder = volume.models_dir / FLUX_DEV
-    if (folder / "model_index.json").exists():
-        return [BaseModel(str(folder), FLUX_DEV, True)]
-    return [BaseModel(str(folder), FLUX_DEV, False,
-                      f"FLUX.1-dev is not in {folder}; put the diffusers folder of black-forest-labs/FLUX.1-dev there "
-                      "(downloading it from Settings is not built yet).")]
+    trainer = load(volume, engine)
+    if not isinstance(trainer, TrainingEngine):
+        raise ValidationError(f"The {engine} engine does not train LoRAs.")
+    return [trainer.base_model(mode == FAST_TEST)]
 
 
 def default_sample_prompts(trigger: str) -> list[str]:
@@ -119,20 +108,3 @@ def build_spec(
         device="cpu" if mode == FAST_TEST else "auto",
     )
     return spec, check
-
-
-def choose_training_engine(requested: str | None, available: dict[str, tuple[bool, str]], mode: str) -> str:
-    """The engine to train with: the one asked for, else AI-Toolkit in production, else the built-in one."""
-    if requested:
-        if requested not in available:
-            raise ValidationError(f"There is no training engine called {requested!r}; known: {', '.join(available)}.")
-        ok, reason = available[requested]
-        if not ok:
-            raise ValidationError(f"The {requested} engine is not available here: {reason}")
-        return requested
-    preferred = ["diffusers"] if mode == FAST_TEST else ["aitoolkit", "diffusers"]
-    for name in preferred:
-        if available.get(name, (False, ""))[0]:
-            return name
-    reasons = "; ".join(f"{n}: {r}" for n, (ok, r) in available.items() if not ok)
-    raise ValidationError(f"No training engine is available here ({reasons}).")

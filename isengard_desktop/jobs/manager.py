@@ -219,7 +219,7 @@ class JobManager:
 
     def _write_job_file(self, job_id: str, kind: str, engine: str, spec: dict[str, Any], correlation_id: str) -> None:
         payload = {"job_id": job_id, "kind": kind, "engine": engine, "spec": spec, "correlation_id": correlation_id,
-                   "models_dir": str(self.volume.models_dir)}
+                   "models_dir": str(self.volume.models_dir), "volume_root": str(self.volume.root)}
         atomic.write_text(self.volume.job_dir(job_id) / protocol.JOB_FILE, json.dumps(payload, indent=2))
 
     def resume(self, job_id: str) -> JobRow:

@@ -241,6 +241,7 @@ class RemoteJob:
         inputs: set[str] = set()
         remote_job = map_spec(job, local_root, side.volume, inputs)
         remote_job["models_dir"] = side.path("models")
+        remote_job["volume_root"] = side.volume  # the remote worker's engines find their things in its volume
         if job["kind"] == "training" and self._offset() > 0:
             remote_job["spec"]["resume"] = True  # it ran there before: continue from its newest checkpoint
         from isengard_desktop.core.remote.models import ensure_remote_model, model_for_spec

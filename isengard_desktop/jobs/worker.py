@@ -31,7 +31,6 @@ from isengard_desktop.jobs import protocol
 
 log = structlog.get_logger(__name__)
 
-TINY_MODEL = "tiny-flux"
 PROGRESS_FLUSH_S = 0.1  # progress lines reach the app at most this late; every other event goes at once
 
 
@@ -117,13 +116,6 @@ def _stats_loop(channel: Channel, every: float = 2.0) -> None:
         channel.emit({"event": "gpu", **sample()})
 
 
-def _resolve_base_model(spec: dict[str, Any], models_dir: Path) -> None:
-    if spec["base_model"] == TINY_MODEL:
-        from engines.diffusers.tiny_model import ensure_tiny_flux
-
-        spec["base_model"] = str(ensure_tiny_flux(models_dir))
-
-
 def _install_signals(channel_ref: list[Channel]) -> None:
     signal.signal(signal.SIGTERM, lambda *_: channel_ref[0].request_stop() if channel_ref else None)
     if hasattr(signal, "SIGINT"):
@@ -131,24 +123,39 @@ def _install_signals(channel_ref: list[Channel]) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _engine_context(job: dict[str, Any]) -> Any:
+    """The engine's context from the job file: its volume (the same EngineContext the app builds), or only the
+    models folder for a job file written before job files named the volume."""
+    from engines.interface import EngineContext
+    from isengard_desktop.core.engines import engine_context
+    from isengard_desktop.storage.volume import Volume
+
+    if job.get("volume_root"):
+        return engine_context(Volume(Path(job["volume_root"])), job["engine"])
+    return EngineContext(job["engine"], models_dir=Path(job["models_dir"]))
+
+
 def _run_engine(job: dict[str, Any], channel: Channel) -> str:
-    """A training or generation job, run by its engine from the registry."""
+    """A training or generation job, run by its engine from the registry (the engine resolves its own base
+    model: the tiny fast-test one is built by the engines that use it). The engine returns its final state;
+    ``run_job`` emits ``done``."""
     from engines import registry
     from engines.interface import GenerationRequest, TrainingSpec
 
-    engine = registry.load(job["engine"])
+    context = _engine_context(job)
+    load = registry.load_training if job["kind"] == "training" else registry.load_image
+    try:
+        engine: Any = load(job["engine"], context)
+    except TypeError as exc:
+        channel.emit({"event": "error", "message": f"{exc} It cannot run {job['kind']} jobs."})
+        return "failed"
     availability = engine.availability()
     if not availability.available:
         channel.emit({"event": "error", "message": availability.reason})
         return "failed"
     if job["kind"] == "training":
-        _resolve_base_model(job["spec"], Path(job["models_dir"]))
         return engine.train(TrainingSpec.from_dict(job["spec"]), channel.emit, channel.should_stop)
-    if job["kind"] == "generation" and "image" in engine.kinds:
-        _resolve_base_model(job["spec"], Path(job["models_dir"]))
-        return engine.generate(GenerationRequest.from_dict(job["spec"]), channel.emit, channel.should_stop)
-    channel.emit({"event": "error", "message": f"The {job['engine']} engine cannot run {job['kind']} jobs."})
-    return "failed"
+    return engine.generate(GenerationRequest.from_dict(job["spec"]), channel.emit, channel.should_stop)
 
 
 def run_job(job_dir: Path, channel: Channel) -> str:

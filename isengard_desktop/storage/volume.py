@@ -127,6 +127,16 @@ class Volume:
         return self.root / "jobs"
 
     @property
+    def engines_dir(self) -> Path:
+        """Where ``isengard engines install`` puts the upstream engines (one folder each, plus install logs)."""
+        return self.root / "engines"
+
+    def engine_dir(self, name: str) -> Path:
+        """Engine ``name``'s folder: its install (src/, venv/) and its run state. The one place this is computed;
+        engines receive it in their EngineContext (isengard_desktop/core/engines.py)."""
+        return self.engines_dir / name
+
+    @property
     def outputs_dir(self) -> Path:
         return self.root / "outputs"
 

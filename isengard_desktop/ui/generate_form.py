@@ -25,17 +25,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engines.interface import ASPECT_PRESETS, Availability
+from engines.interface import ASPECT_PRESETS, Availability, Toggle
+from engines.registry import EngineInfo
 from isengard_desktop.core import generation
 from isengard_desktop.ui.widgets import button, label
 
-ENGINE_TITLES = {"comfyui": "ComfyUI (embedded)", "diffusers": "Built-in (diffusers)"}
-TOGGLES = {  # name -> (title, what it asks for, or "")
-    "controlnet": ("ControlNet", "control image"),
-    "ipadapter": ("IP-Adapter", "reference face"),
-    "facedetailer": ("FaceDetailer", ""),
-    "upscale": ("Upscale", ""),
-}
 PLACEHOLDER = "a portrait photo of {who} in a sunlit garden, 85 mm"
 
 
@@ -73,9 +67,14 @@ class LoraRow(QWidget):
 
 
 class GenerateForm(QWidget):
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, toggles: list[Toggle] | None = None) -> None:
+        """``toggles``: the Advanced toggles to offer, by default every one an image engine declares."""
         super().__init__()
         self.mode = mode
+        if toggles is None:
+            from engines.registry import toggles as declared
+
+            toggles = declared()
         self.options: list[generation.LoraOption] = []
         self.triggers: dict[int, str] = {}  # character id -> trigger word, for the prompt's placeholder
         self.readiness: dict[str, Availability] = {}
@@ -157,7 +156,8 @@ class GenerateForm(QWidget):
         self.toggles: dict[str, QCheckBox] = {}
         self.toggle_notes: dict[str, Any] = {}
         self.toggle_pickers: dict[str, QPushButton] = {}
-        for name, (title, needs) in TOGGLES.items():
+        for toggle in toggles:
+            name, title, needs = toggle.name, toggle.title, toggle.asks_for
             line = QHBoxLayout()
             box = QCheckBox(title)
             box.setEnabled(False)
@@ -181,13 +181,17 @@ class GenerateForm(QWidget):
         outer.addWidget(self.advanced)
 
     # engines and readiness -------------------------------------------------------------------------
-    def set_engines(self, engines: dict[str, Availability], preferred: str) -> None:
+    def set_engines(self, infos: list[EngineInfo], preferred: str) -> None:
         current = self.engine.currentData() or preferred
+        engines = {info.name: info.availability for info in infos}
+        self.engine_titles = {info.name: info.title for info in infos}
+        self.engine_toggles = {info.name: info.traits.toggle_names for info in infos}
         self.engine.blockSignals(True)
         self.engine.clear()
-        for name, availability in engines.items():
+        for info in infos:
+            name, availability = info.name, info.availability
             suffix = "" if availability.available else " — not ready"
-            self.engine.addItem(ENGINE_TITLES.get(name, name) + suffix, name)
+            self.engine.addItem(info.title + suffix, name)
             index = self.engine.count() - 1
             self.engine.setItemData(index, availability.reason or "Ready.", 3)  # 3 = ToolTipRole
         names = [self.engine.itemData(i) for i in range(self.engine.count())]
@@ -215,14 +219,23 @@ class GenerateForm(QWidget):
         else:
             self.lora_note.setText("")
 
-    def set_readiness(self, readiness: dict[str, Availability]) -> None:
-        """Each toggle's verdict; an empty dict means "checking again", which keeps what the person ticked
-        (ComfyUI's state changes and "Check again" used to untick every toggle)."""
-        self.readiness = readiness
+    def set_readiness(self, readiness: dict[str, Availability] | None) -> None:
+        """Each toggle's verdict for the chosen engine; None means "checking again", which keeps what the person
+        ticked (ComfyUI's state changes and "Check again" used to untick every toggle). A toggle the engine does not
+        declare says which engine offers it."""
+        self.readiness = readiness or {}
+        engine = self.engine.currentData()
+        titles = getattr(self, "engine_titles", {})
+        offers = getattr(self, "engine_toggles", {})
         for name, box in self.toggles.items():
-            state = readiness.get(name, Availability(False, "Checking…"))
+            if readiness is not None and name not in offers.get(engine, ()):
+                others = [titles[n] for n, names in offers.items() if name in names]
+                state = Availability(False, f"The {titles.get(engine, engine)} engine does not offer this"
+                                            + (f"; choose {' or '.join(others)} to use it." if others else "."))
+            else:
+                state = (readiness or {}).get(name, Availability(False, "Checking…"))
             box.setEnabled(state.available)
-            if not state.available and readiness:
+            if not state.available and readiness is not None:
                 box.setChecked(False)
             self.toggle_notes[name].setText(state.reason or "Ready.")  # a ready toggle says which model it uses
 

@@ -25,16 +25,18 @@ from isengard_desktop.ui.widgets import button, label
 PREVIEW_SIDE = 256
 
 
-def _engines() -> dict[str, Availability]:
-    from engines.registry import list_engines
+def _engines(ctx: AppContext) -> list:
+    from isengard_desktop.core.engines import list_engines
 
-    return {info.name: info.availability for info in list_engines("image")}
+    return list_engines(ctx.volume, "image")
 
 
-def _readiness(engine: str) -> dict[str, Availability]:
-    from engines.registry import load
+def _readiness(ctx: AppContext, engine: str) -> dict[str, Availability]:
+    from engines.interface import ImageEngine
+    from isengard_desktop.core.engines import load
 
-    return load(engine).advanced_readiness()
+    generator = load(ctx.volume, engine)
+    return generator.advanced_readiness() if isinstance(generator, ImageEngine) else {}
 
 
 class GenerateTab(QWidget):
@@ -124,7 +126,7 @@ class GenerateTab(QWidget):
 
         def load(_progress, _cancelled):
             triggers = {person.id: person.trigger_word for person in self.ctx.characters.list()}
-            return (_engines(), generation.lora_options(self.ctx.volume, self.ctx.db), triggers,
+            return (_engines(self.ctx), generation.lora_options(self.ctx.volume, self.ctx.db), triggers,
                     generation.gallery(self.ctx.db, self.ctx.volume))
 
         run_in_background(self, load, on_done=self._loaded, on_error=self._show_error)
@@ -143,17 +145,18 @@ class GenerateTab(QWidget):
         engine = self.form.engine.currentData()
         if not engine:
             return
-        self.form.set_readiness({})
-        run_in_background(self, lambda _p, _c: _readiness(engine), on_done=self._readiness_arrived)
+        self.form.set_readiness(None)
+        run_in_background(self, lambda _p, _c: _readiness(self.ctx, engine), on_done=self._readiness_arrived)
 
     def _readiness_arrived(self, readiness: dict[str, Availability]) -> None:
         self.form.set_readiness(readiness)
 
     def refresh_engines(self) -> None:
         """An engine's server changed state (ComfyUI became ready, or was installed): engines and toggles again."""
-        run_in_background(self, lambda _p, _c: _engines(), on_done=self._engines_loaded, on_error=self._show_error)
+        run_in_background(self, lambda _p, _c: _engines(self.ctx), on_done=self._engines_loaded,
+                          on_error=self._show_error)
 
-    def _engines_loaded(self, engines: dict[str, Availability]) -> None:
+    def _engines_loaded(self, engines: list) -> None:
         self.form.set_engines(engines, self.ctx.settings.default_image_engine)
         self._engine_changed()
 

@@ -20,20 +20,28 @@ from isengard_desktop.ui.training_tab import TrainingTab
 SERVICE_TEXT = {"stopped": "stopped", "starting": "starting…", "ready": "ready", "failed": "failed"}
 
 
-def engine_states(comfyui_state: str | None = None, comfyui_detail: str = "") -> tuple[str, str]:
-    """The status bar's engine line and its tooltip, from the registry (availability checks are cheap)."""
-    from engines.registry import describe
+def engine_states(ctx: AppContext) -> tuple[str, str]:
+    """The status bar's engine line and its tooltip: each engine the person installs (it declares an upstream),
+    with the state of its server when it declares one (availability checks are cheap)."""
+    from isengard_desktop.core.engines import list_engines
 
-    aitk = describe("aitoolkit").availability
-    comfy = describe("comfyui").availability
-    if not comfy.available:
-        comfy_text, comfy_tip = "not installed", comfy.reason
-    else:
-        comfy_text = SERVICE_TEXT.get(comfyui_state or "stopped", comfyui_state or "stopped")
-        comfy_tip = comfyui_detail or f"ComfyUI is {comfy_text}."
-    text = f"AI-Toolkit: {'ready' if aitk.available else 'not installed'} · ComfyUI: {comfy_text}"
-    tip = (aitk.reason or "AI-Toolkit is ready.") + "\n" + comfy_tip  # File → Settings shows details and installs
-    return text, tip
+    parts, tips = [], []
+    for info in list_engines(ctx.volume):
+        if info.traits.upstream is None:
+            continue
+        title = info.traits.upstream.title
+        service = ctx.service(info.name) if info.availability.available else None
+        if not info.availability.available:
+            text, tip = "not installed", info.availability.reason
+        elif service is None:
+            text, tip = "ready", f"{title} is ready."
+        else:
+            status = service.status()
+            text = SERVICE_TEXT.get(status.state, status.state)
+            tip = status.detail or f"{title} is {text}."
+        parts.append(f"{title}: {text}")
+        tips.append(tip)
+    return " · ".join(parts), "\n".join(tips)  # File → Settings shows details and installs
 
 
 class _ServiceRelay(QObject):
@@ -97,7 +105,7 @@ class MainWindow(QMainWindow):
         if self._after_frame_done:
             return
         self._after_frame_done = True
-        text, tip = engine_states()
+        text, tip = engine_states(self.ctx)
         self.engines_label.setText(text)
         self.engines_label.setToolTip(tip)
         # nvidia-smi can take a second: ask off the GUI thread.
@@ -150,17 +158,21 @@ class MainWindow(QMainWindow):
         self.generate.refresh_engines()
 
     def _start_comfyui(self) -> None:
-        """Start the embedded ComfyUI in the background when it is installed; the status bar follows it."""
-        service = self.ctx.service("comfyui")
-        if service is None:
-            return
+        """Start the servers engines declare (the embedded ComfyUI) in the background when they are installed; the
+        status bar follows them."""
+        from isengard_desktop.core.engines import list_engines
+
         self._service_relay = _ServiceRelay(self)
         self._service_relay.changed.connect(self._comfyui_changed)
-        self._unsubscribe_service = service.subscribe(self._service_relay.changed.emit)
-        from engines.registry import describe
-
-        if describe("comfyui").availability.available:
-            service.start()
+        unsubscribes = []
+        for info in list_engines(self.ctx.volume):
+            service = self.ctx.service(info.name)
+            if service is None:
+                continue
+            unsubscribes.append(service.subscribe(self._service_relay.changed.emit))
+            if info.availability.available:
+                service.start()
+        self._unsubscribe_service = lambda: [unsubscribe() for unsubscribe in unsubscribes]
 
     def _build_menu(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -221,7 +233,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(engines)
 
     def _comfyui_changed(self, status) -> None:
-        text, tip = engine_states(status.state, status.detail)
+        text, tip = engine_states(self.ctx)
         self.engines_label.setText(text)
         self.engines_label.setToolTip(tip)
         if status.state in ("ready", "failed", "stopped"):

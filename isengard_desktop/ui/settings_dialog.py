@@ -228,7 +228,7 @@ class SettingsDialog(QDialog):
             self._save_model_dirs([d for d in self.ctx.settings.extra_model_dirs if d != item.text()])
 
     def _save_model_dirs(self, folders: list[str]) -> None:
-        """Store the folders and restart ComfyUI (in the background) so that it lists their models."""
+        """Store the folders and restart the engines' servers (in the background) so that they list their models."""
         from isengard_desktop.storage import settings as settings_store
 
         self.ctx.settings.extra_model_dirs = folders
@@ -236,7 +236,8 @@ class SettingsDialog(QDialog):
         self.model_dirs.clear()
         self.model_dirs.addItems(folders)
         with correlation("extra_model_dirs_changed", count=len(folders)):
-            self.ctx.restart_service("comfyui")
+            for engine in list(self.ctx.services):  # every engine server the app runs (ComfyUI) lists them
+                self.ctx.restart_service(engine)
 
     def save_token(self) -> None:
         from isengard_desktop.core.secrets import set_hf_token

@@ -18,7 +18,7 @@ from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.base.mode import FAST_TEST
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.presets import LIMITS, RESOLUTION_LIMITS, all_presets, load_preset
-from isengard_desktop.core.training import base_models, choose_training_engine
+from isengard_desktop.core.training import base_models
 from isengard_desktop.ui.widgets import label
 
 
@@ -129,22 +129,22 @@ class TrainingForm(QWidget):
         self.base_model.clear()
         for model in base_models(self.ctx.volume, self.ctx.mode):
             self.base_model.addItem(model.name + ("" if model.ready else " — not ready"), model)
-        from engines.registry import list_engines
+        from isengard_desktop.core.engines import choose_engine, list_engines
 
         chosen = self.engine.currentData()
         self.engine.blockSignals(True)
         self.engine.clear()
-        engines = list_engines("training")
+        engines = list_engines(self.ctx.volume, "training")
         for info in engines:
             ok = info.availability.available
-            self.engine.addItem(info.name + ("" if ok else " — not available"), info.name)
+            self.engine.addItem(info.title + ("" if ok else " — not available"), info.name)
             item = self.engine.model().item(self.engine.count() - 1)
             item.setEnabled(ok)
             item.setToolTip(info.availability.reason)
-        available = {info.name: (info.availability.available, info.availability.reason) for info in engines}
-        if not available.get(chosen, (False,))[0]:
+        ready = {info.name for info in engines if info.availability.available}
+        if chosen not in ready:
             try:  # the mode's preferred engine among those that can run here
-                chosen = choose_training_engine(None, available, self.ctx.mode)
+                chosen = choose_engine("training", None, engines, self.ctx.mode)
             except IsengardError:
                 chosen = None
         self.engine.setCurrentIndex(self.engine.findData(chosen) if chosen else -1)

@@ -43,8 +43,11 @@ def test_config_matches_golden(preset: str) -> None:
 
 def test_unavailable_without_a_checkout(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.delenv("ISENGARD_AITOOLKIT_DIR", raising=False)
-    monkeypatch.setenv("ISENGARD_VOLUME", str(tmp_path))
-    availability = AIToolkitEngine().availability()
+    from engines.interface import EngineContext
+
+    # An engine folder in the volume with nothing installed in it (what `isengard engines install` fills).
+    context = EngineContext("aitoolkit", tmp_path, tmp_path / "engines" / "aitoolkit", tmp_path / "models")
+    availability = AIToolkitEngine(context).availability()
     assert not availability.available and "isengard engines install aitoolkit" in availability.reason
 
 

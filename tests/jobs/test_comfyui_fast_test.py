@@ -80,9 +80,9 @@ def _generate(ctx: AppContext, **advanced) -> np.ndarray:
 
 
 def test_in_fast_test_every_toggle_but_ipadapter_is_ready(fast_ctx: AppContext) -> None:
-    from engines.registry import load
+    from isengard_desktop.core.engines import load
 
-    readiness = load("comfyui").advanced_readiness()
+    readiness = load(fast_ctx.volume, "comfyui").advanced_readiness()
     for toggle in ("upscale", "controlnet", "facedetailer"):
         assert readiness[toggle].available and "fast-test" in readiness[toggle].reason, toggle
     assert not readiness["ipadapter"].available and "FLUX.1-dev only" in readiness["ipadapter"].reason

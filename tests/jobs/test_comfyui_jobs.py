@@ -113,11 +113,11 @@ def test_cancel_interrupts_comfyui_and_it_serves_the_next_job(comfy_ctx: AppCont
 
 
 def test_toggles_say_what_is_missing(comfy_ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engines.registry import load
+    from isengard_desktop.core.engines import load
 
     # Production's verdicts (fast-test builds tiny toggle models instead: tests/jobs/test_comfyui_fast_test.py).
     monkeypatch.setenv("ISENGARD_MODE", "production")
-    readiness = load("comfyui").advanced_readiness()
+    readiness = load(comfy_ctx.volume, "comfyui").advanced_readiness()
     assert not readiness["upscale"].available and "upscale model" in readiness["upscale"].reason
     assert not readiness["controlnet"].available and "ControlNet model" in readiness["controlnet"].reason
     request = generation.build_request(comfy_ctx.volume, "production", "comfyui", "a photo", [], seed=1, steps=4,

@@ -7,7 +7,6 @@ version, CUDA version and the architectures it has kernels for; core/torch_build
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -73,16 +72,15 @@ def probe_app() -> TorchInfo | str:
 
 
 def _engine_pythons(facts: Facts) -> dict[str, Path]:
-    """The python of each installed engine (the dev variables first, as engines_status reads them)."""
-    from isengard_desktop.core.engines_status import ENV_DIRS, ENV_PYTHONS, pins
+    """The python of each installed engine (the dev variables first: found as the engine finds it)."""
+    from isengard_desktop.core.engines import upstream
+    from isengard_desktop.core.engines_status import pins
 
     found = {}
     for name in pins()["engines"]:
-        folder = os.environ.get(ENV_DIRS.get(name, ""), "")
-        if folder:
-            found[name] = Path(os.environ.get(ENV_PYTHONS[name]) or Path(folder) / "venv" / "bin" / "python")
-        elif (facts.ctx.volume.root / "engines" / name / "src").is_dir():
-            found[name] = facts.ctx.volume.root / "engines" / name / "venv" / "bin" / "python"
+        located = upstream(name).locate(facts.ctx.volume.engine_dir(name), name)
+        if not isinstance(located, str):
+            found[name] = located[1]
     return found
 
 

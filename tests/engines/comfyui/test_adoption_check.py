@@ -66,7 +66,6 @@ def test_a_reused_pid_of_an_orphaned_server_is_never_signalled(tmp_path: Path, m
     proc, port = other_program
     volume = tmp_path / "vol"
     monkeypatch.delenv("ISENGARD_COMFYUI_DIR", raising=False)  # the replacement launch fails at once
-    monkeypatch.setenv("ISENGARD_VOLUME", str(volume))
     write_state(volume, state="ready", pid=proc.pid, port=port, url=f"http://127.0.0.1:{port}",
                 owner_pid=dead_pid(), pid_created=psutil.Process(proc.pid).create_time() - 3600)
     service = ComfyUISupervisor(volume)

@@ -112,8 +112,7 @@ def test_a_second_app_process_adopts_the_server_and_only_its_starter_stops_it(su
 
 def test_a_missing_comfyui_fails_with_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ISENGARD_COMFYUI_DIR", raising=False)
-    monkeypatch.setenv("ISENGARD_VOLUME", str(tmp_path))
-    service = ComfyUISupervisor(tmp_path)
+    service = ComfyUISupervisor(tmp_path)  # its volume has no ComfyUI installed
     service.start()
     wait_for(service, "failed", timeout=10)
     assert "isengard engines install comfyui" in service.status().detail
