@@ -72,7 +72,7 @@ def build_times(builds: int) -> dict:
 def warm_throughput(paths: list[Path]) -> dict:
     from engines.captioning.captioner import Captioner, load_image
     from engines.captioning.tiny_model import build_tiny_qwen3_vl
-    from isengard_desktop.core.caption_text import finish_caption, instruction
+    from isengard_desktop.base.caption_text import finish_caption, instruction
 
     folder = build_tiny_qwen3_vl(Path(tempfile.mkdtemp(prefix="tiny-qwen3-vl-")))
     started = time.perf_counter()

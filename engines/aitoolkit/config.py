@@ -84,7 +84,7 @@ def build_config(spec: TrainingSpec, dataset_dir: Path, training_folder: Path, d
 def plan_run(spec: TrainingSpec) -> Any:
     """The memory plan of this run on this machine's training GPU (nvidia-smi, no torch), or None without one."""
     from isengard_desktop.base.gpu_cards import training_card
-    from isengard_desktop.core.training_plan import plan_for_spec
+    from isengard_desktop.base.spec_plan import plan_for_spec
 
     card = training_card(fresh=True)
     if card is None:

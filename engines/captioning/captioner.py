@@ -113,7 +113,7 @@ def load_image(path: Path) -> Any:
     """The photo upright (EXIF orientation applied) in 8-bit RGB; HEIC too (image_probe registers its opener)."""
     from PIL import Image, ImageOps
 
-    from isengard_desktop.core.image_probe import to_rgb
+    from isengard_desktop.base.image_probe import to_rgb
 
     with Image.open(path) as raw:
         return to_rgb(ImageOps.exif_transpose(raw))

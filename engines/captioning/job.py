@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from engines.captioning.tiny_model import TINY_NAME, ensure_tiny_captioner
-from isengard_desktop.core import caption_text
+from isengard_desktop.base import caption_text
 
 log = structlog.get_logger(__name__)
 

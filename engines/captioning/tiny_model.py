@@ -6,7 +6,7 @@ preprocessor_config.json, tokenizer.json, tokenizer_config.json) with the widths
 every build is the same bytes: the weights come from a fixed seed, and the tokenizer is built from Python objects
 (``tokenizers``' trainers do not give the same vocabulary twice): Qwen's chat and vision special tokens plus a
 word-level vocabulary of caption words. Random weights then answer with random caption words ("jacket the smiling
-hair blonde beach ...") rather than random bytes, so fast-test exercises every rule of ``core/caption_text.py``
+hair blonde beach ...") rather than random bytes, so fast-test exercises every rule of ``base/caption_text.py``
 (cleaning, leaving out fixed traits, the trigger word once, the length limit) on a real ``generate`` output.
 """
 

@@ -90,7 +90,7 @@ def memory_plan(spec: TrainingSpec, card: Card, bitsandbytes: bool) -> Plan:
     depends on them), so the saved plan's resolutions are planned again rather than the spec's.
     """
     from isengard_desktop.base.memory_plan import ModelSizes
-    from isengard_desktop.core.training_plan import plan_for_spec
+    from isengard_desktop.base.spec_plan import plan_for_spec
 
     saved = Path(spec.output_dir) / PLAN_FILE
     if spec.resume and saved.is_file():

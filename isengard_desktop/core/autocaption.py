@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from isengard_desktop.base.caption_text import MAX_CAPTION_LENGTH, trigger_count
 from isengard_desktop.base.errors import IsengardError, ValidationError
 from isengard_desktop.base.mode import FAST_TEST
-from isengard_desktop.core.caption_text import trigger_count
-from isengard_desktop.core.dataset import MAX_CAPTION_LENGTH, DatasetImage, ImageFilter
+from isengard_desktop.core.dataset import DatasetImage, ImageFilter
 from isengard_desktop.storage.db import Database
 from isengard_desktop.storage.repositories import ImageRepository
 

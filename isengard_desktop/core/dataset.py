@@ -7,21 +7,13 @@ from pathlib import Path
 
 import structlog
 
+from isengard_desktop.base.caption_text import MAX_CAPTION_LENGTH, default_caption
 from isengard_desktop.base.errors import NotFoundError, ValidationError
 from isengard_desktop.core.trash import move_to_trash
 from isengard_desktop.storage.repositories import CharacterRepository, ImageRepository, ImageRow
 from isengard_desktop.storage.volume import Volume
 
 log = structlog.get_logger(__name__)
-
-DEFAULT_CAPTION = "a photo of {trigger}"
-# FLUX's T5 encoder reads 512 tokens (CLIP only 77); 1,000 characters is about 250 tokens, a long
-# description already, and keeps a pasted document out of the database and of every training run.
-MAX_CAPTION_LENGTH = 1000
-
-
-def default_caption(trigger_word: str) -> str:
-    return DEFAULT_CAPTION.format(trigger=trigger_word)
 
 
 @dataclass(frozen=True)

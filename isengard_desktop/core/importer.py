@@ -22,8 +22,8 @@ from typing import Any
 import structlog
 
 from isengard_desktop.base.errors import NotFoundError
+from isengard_desktop.base.image_probe import NOT_REGULAR, probe
 from isengard_desktop.core import orphans
-from isengard_desktop.core.image_probe import NOT_REGULAR, probe
 from isengard_desktop.core.lifeline import die_with_parent
 from isengard_desktop.storage.repositories import ImageRepository
 from isengard_desktop.storage.volume import Volume

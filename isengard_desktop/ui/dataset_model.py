@@ -29,7 +29,7 @@ def _thumbnail_file(image: DatasetImage) -> Path:
     path = image.thumbnail_path
     if not path.exists() and image.path.exists():
         # Imported here: it brings Pillow and pillow-heif, which the window's first frame does not need (E37).
-        from isengard_desktop.core.image_probe import make_thumbnail
+        from isengard_desktop.base.image_probe import make_thumbnail
 
         make_thumbnail(image.path, path)
     return path

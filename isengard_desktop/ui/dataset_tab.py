@@ -21,11 +21,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from isengard_desktop.base.caption_text import default_caption
 from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.base.log import correlation
 from isengard_desktop.base.mode import FAST_TEST
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.dataset import DatasetImage, ImageFilter, default_caption
+from isengard_desktop.core.dataset import DatasetImage, ImageFilter
 from isengard_desktop.core.photo_check.analyse import BADGES, ISSUES
 from isengard_desktop.core.photo_check.service import PhotoCheckService
 from isengard_desktop.ui.bridge import run_in_background

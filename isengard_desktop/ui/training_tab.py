@@ -178,7 +178,7 @@ class TrainingTab(QWidget):
     def _memory_plan(self, spec):
         """The GPU memory plan of this run on this machine's card (production mode, a planned engine), or None."""
         from isengard_desktop.base.gpu_cards import cached_cards, local_cards
-        from isengard_desktop.core.training_plan import PLANNED_ENGINES, plan_for_spec
+        from isengard_desktop.base.spec_plan import PLANNED_ENGINES, plan_for_spec
 
         engine = self.form.engine.currentData()
         if self.ctx.mode == FAST_TEST or engine not in PLANNED_ENGINES:

@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
+from isengard_desktop.base.caption_text import trigger_count
 from isengard_desktop.base.errors import ValidationError
 from isengard_desktop.context import AppContext
 from isengard_desktop.core import autocaption
-from isengard_desktop.core.caption_text import trigger_count
 from isengard_desktop.core.dataset import ImageFilter
 from isengard_desktop.jobs.manager import GPU_LANE, lane_of
 from tests.captioning.conftest import PERSON_CAPTION, PHOTOS, TRIGGER

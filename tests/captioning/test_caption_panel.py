@@ -12,8 +12,8 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
+from isengard_desktop.base.caption_text import trigger_count  # noqa: E402
 from isengard_desktop.context import AppContext  # noqa: E402
-from isengard_desktop.core.caption_text import trigger_count  # noqa: E402
 from isengard_desktop.ui.dataset_model import ImageRole  # noqa: E402
 from tests.captioning.conftest import PERSON_CAPTION, PHOTOS, TRIGGER  # noqa: E402
 

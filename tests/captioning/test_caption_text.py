@@ -7,8 +7,13 @@ import random
 
 import pytest
 
-from isengard_desktop.core.caption_text import TARGET_LENGTH, finish_caption, instruction, trigger_count
-from isengard_desktop.core.dataset import default_caption
+from isengard_desktop.base.caption_text import (
+    TARGET_LENGTH,
+    default_caption,
+    finish_caption,
+    instruction,
+    trigger_count,
+)
 
 TRIGGER = "ohwx_ada"
 DESCRIPTION = ("The image shows a young woman with long blonde hair and blue eyes, wearing a red jacket, standing in a "

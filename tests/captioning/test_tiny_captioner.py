@@ -8,7 +8,7 @@ from pathlib import Path
 
 from engines.captioning.captioner import Captioner, load_image
 from engines.captioning.tiny_model import SPECIAL_TOKENS, TINY_NAME, build_tiny_qwen3_vl, ensure_tiny_captioner
-from isengard_desktop.core.caption_text import TARGET_LENGTH, finish_caption, instruction, trigger_count
+from isengard_desktop.base.caption_text import TARGET_LENGTH, finish_caption, instruction, trigger_count
 from tests.captioning.conftest import real_photos
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageDraw
 
-from isengard_desktop.core.image_probe import MAX_DECODE_PIXELS, THUMBNAIL_SIDE, probe, to_rgb
+from isengard_desktop.base.image_probe import MAX_DECODE_PIXELS, THUMBNAIL_SIDE, probe, to_rgb
 
 ROOT = Path(__file__).resolve().parents[2]
 PEAK_LIMIT_MB = 200  # the interpreter, Pillow and one bounded decode; the unbounded import took 1,565 MB
@@ -41,7 +41,7 @@ def probe_in_fresh_process(source: Path, volume: Path) -> tuple[dict, float]:
     # across fork and exec, while VmHWM belongs to the new program's own memory.
     code = (
         "import json, sys\n"
-        "from isengard_desktop.core.image_probe import probe\n"
+        "from isengard_desktop.base.image_probe import probe\n"
         "result = probe(sys.argv[1], sys.argv[2] + '/images', sys.argv[2] + '/cache/thumbnails')\n"
         "peak = next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM'))\n"
         "print(json.dumps({'result': result, 'peak_mb': peak / 1024}))\n"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from isengard_desktop.base.caption_text import MAX_CAPTION_LENGTH
 from isengard_desktop.base.errors import ValidationError
 from isengard_desktop.context import AppContext
 from isengard_desktop.core import orphans
-from isengard_desktop.core.dataset import MAX_CAPTION_LENGTH
 
 
 def leftover(ctx: AppContext, sha: str = "ab" * 32) -> Path:

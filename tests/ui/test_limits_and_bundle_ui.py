@@ -60,7 +60,7 @@ def test_the_bundle_has_the_persons_images_only_when_the_box_is_ticked(qtbot, wi
 
 
 def test_a_caption_over_the_limit_is_refused_in_words_and_the_text_kept(qtbot, window, ctx, photos: Path) -> None:
-    from isengard_desktop.core.dataset import MAX_CAPTION_LENGTH
+    from isengard_desktop.base.caption_text import MAX_CAPTION_LENGTH
 
     ada = ctx.characters.create("Ada", "ohwx_ada")
     ctx.importer.run(ada.id, [photos / "face 0.png"])

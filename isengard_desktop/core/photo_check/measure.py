@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from isengard_desktop.core.image_probe import reduced_rgb, upright
+from isengard_desktop.base.image_probe import reduced_rgb, upright
 from isengard_desktop.core.photo_check.cache import CASCADE, MIN_NEIGHBOURS
 
 DETECT_SIDE = 640  # photos are searched at this long side at most (a face of 1/16 of the photo is still 40 px)

@@ -16,7 +16,15 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from isengard_desktop.core.dataset import MAX_CAPTION_LENGTH, default_caption
+DEFAULT_CAPTION = "a photo of {trigger}"
+# FLUX's T5 encoder reads 512 tokens (CLIP only 77); 1,000 characters is about 250 tokens, a long
+# description already, and keeps a pasted document out of the database and of every training run.
+MAX_CAPTION_LENGTH = 1000
+
+
+def default_caption(trigger_word: str) -> str:
+    return DEFAULT_CAPTION.format(trigger=trigger_word)
+
 
 # Shorter than the stored limit: FLUX's CLIP encoder reads 77 tokens and a caption for one photo rarely needs more
 # than two sentences; a rambling answer is cut at its last full sentence (or word) before this.
