@@ -229,18 +229,11 @@ def _save_with_metadata(source: Path, target: Path, metadata: dict[str, str]) ->
     Only the safetensors header changes (tensor offsets are relative to the data that follows it), so
     this rewrites the header and copies the data as it is, without loading torch into the worker.
     """
-    import json
-    import struct
+    from isengard_desktop.base import atomic, safetensors_header
 
-    from isengard_desktop.base import atomic
-
-    data = source.read_bytes()
-    (length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + length])
+    header, tensors = safetensors_header.split(source.read_bytes())
     header["__metadata__"] = {**header.get("__metadata__", {}), **metadata}
-    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    encoded += b" " * (-len(encoded) % 8)  # the format keeps the data 8-byte aligned
-    atomic.write_bytes(target, struct.pack("<Q", len(encoded)) + encoded + data[8 + length :])
+    atomic.write_bytes(target, safetensors_header.join(header, tensors))
     log.info("lora_saved", path=str(target), tensors=len(header) - 1)
 
 

@@ -66,16 +66,12 @@ TEXT_ENCODER_KEYS = ("lora_te", "text_encoder", "te1.", "te2.", "lora_clip")
 
 def lora_header(path: Path) -> dict | None:
     """A safetensors file's header (tensor names and ``__metadata__``), read without loading any tensor."""
-    import json
-    import struct
+    from isengard_desktop.base.safetensors_header import read_header
 
     try:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(min(length, 64 * 1024 * 1024)))
-    except (OSError, ValueError, struct.error):
+        return read_header(path)
+    except (OSError, ValueError):
         return None
-    return header if isinstance(header, dict) else None
 
 
 def touches_text_encoders(path: Path) -> bool:

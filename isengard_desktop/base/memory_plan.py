@@ -16,13 +16,13 @@ No torch and no Qt here: the window, the CLI and the engines' pre-flight all ask
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from isengard_desktop.base.resources import resource_path
+from isengard_desktop.base.safetensors_header import read_header
 
 GIB = 2**30
 ENGINES = ("diffusers", "aitoolkit")
@@ -64,10 +64,7 @@ class ModelSizes:
 def _count(folder: Path) -> int:
     total = 0
     for path in sorted(folder.glob("*.safetensors")):
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
-        for name, info in header.items():
+        for name, info in read_header(path).items():
             if name != "__metadata__":
                 size = 1
                 for dim in info["shape"]:
