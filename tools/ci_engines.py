@@ -69,9 +69,11 @@ def paths(volume: Path, name: str) -> tuple[Path, Path]:
 
 def problems(volume: Path, name: str, pins: dict) -> list[str]:
     """What is wrong with ``name`` in ``volume`` against ``pins``; empty when it is installed and healthy."""
-    from isengard_desktop.core.engines_status import HEALTH_IMPORTS
+    from isengard_desktop.core.engines import upstream
+    from isengard_desktop.storage.volume import Volume
 
-    folder = volume / "engines" / name
+    imports_needed = upstream(name).imports  # what the engine declares (the install check and status use the same)
+    folder = Volume(volume).engine_dir(name)
     record_file = folder / "install.json"
     if not record_file.is_file():
         return [f"{name}: no install.json (not installed, or the install did not finish)"]
@@ -91,10 +93,10 @@ def problems(volume: Path, name: str, pins: dict) -> list[str]:
     checkout, python = paths(volume, name)
     if not checkout.is_dir() or not python.is_file():
         return [*found, f"{name}: {checkout} or {python} is missing"]
-    imports = subprocess.run([str(python), "-c", "import " + ", ".join(HEALTH_IMPORTS[name])], capture_output=True,
+    imports = subprocess.run([str(python), "-c", "import " + ", ".join(imports_needed)], capture_output=True,
                              text=True, timeout=300, check=False)
     if imports.returncode != 0:
-        found.append(f"{name}: its environment cannot import {', '.join(HEALTH_IMPORTS[name])}: "
+        found.append(f"{name}: its environment cannot import {', '.join(imports_needed)}: "
                      f"{imports.stderr.strip().splitlines()[-1:]}")
     return found
 
