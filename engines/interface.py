@@ -60,6 +60,24 @@ class Availability:
     reason: str = ""
 
 
+class FileCopier(Protocol):
+    """Copies files to the machine behind a URL (the app does it over SSH to a machine of Settings → Remotes)."""
+
+    name: str
+
+    def copy_changed(self, paths: list[Path], folder: str, say: Callable[[str], None]) -> None:
+        """Copy into ``folder`` there each file whose content it does not hold yet; IsengardError when it cannot."""
+
+
+@dataclass(frozen=True)
+class Lent:
+    """What only the app can do, lent to an engine made in the app's process (never written to a job file): the
+    engines know no keyring, no SSH and no list of remotes. Without it (a worker, a test) they do without."""
+
+    auth_header: Callable[[str], tuple[str, str] | None] = lambda url: None  # the header to send to a server's URL
+    file_copier: Callable[[str], FileCopier | None] = lambda url: None  # who copies files to the URL's machine
+
+
 @dataclass(frozen=True)
 class EngineContext:
     """What the app hands an engine when it makes one: the only way an engine learns where things are.
@@ -74,6 +92,7 @@ class EngineContext:
     engine_dir: Path | None = None  # <volume>/engines/<name>: its install and its run state
     models_dir: Path | None = None  # <volume>/models: base models, LoRAs, the tiny fast-test models
     extra_model_dirs: tuple[Path, ...] = ()  # model folders added in Settings (e.g. an existing ComfyUI's)
+    lent: Lent = field(default_factory=Lent, compare=False)  # the app's own abilities (not in to_dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "volume_root": _str(self.volume_root), "engine_dir": _str(self.engine_dir),

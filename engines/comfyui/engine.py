@@ -137,7 +137,8 @@ class ComfyUIEngine(Engine):
 
         if self.context.volume_root is None:
             raise RuntimeError("The ComfyUI server needs a volume to run in; the engine was given none.")
-        return SwitchingComfyUIService(self.context.volume_root, list(self.context.extra_model_dirs))
+        return SwitchingComfyUIService(self.context.volume_root, list(self.context.extra_model_dirs),
+                                       self.context.lent.auth_header)
 
     def advanced_readiness(self) -> dict[str, Availability]:
         """Asks the running server (GET /object_info and the model folders); says so while it is not up."""
@@ -160,7 +161,7 @@ class ComfyUIEngine(Engine):
                         for toggle, (_title, needs) in NODE_PACKS.items()}
             return out
         try:
-            comfy = client(status.url) if remote_url else ComfyUIClient(status.url)
+            comfy = client(status.url, self.context.lent.auth_header) if remote_url else ComfyUIClient(status.url)
             return toggle_readiness(comfy.object_info(), list_models(comfy), fast_test=_fast_test() and not remote_url)
         except ComfyUIError as exc:
             return {toggle: Availability(False, str(exc)) for toggle in TOGGLES}
@@ -184,10 +185,11 @@ class ComfyUIEngine(Engine):
             return "cancelled"
         except RuntimeError as exc:
             raise GenerationFailed(str(exc)) from exc
-        client = remote.client(url) if remote_url else ComfyUIClient(url)
+        client = remote.client(url, self.context.lent.auth_header) if remote_url else ComfyUIClient(url)
         try:
             if remote_url:  # ComfyUI has no LoRA upload: copy them over SSH first
-                remote.send_loras_or_explain(client, [Path(lora.path) for lora in request.loras], root, say)
+                remote.send_loras_or_explain(client, [Path(lora.path) for lora in request.loras],
+                                             self.context.lent.file_copier, say)
             if request.base_model == FAST_TEST_MODEL and remote_url:  # a remote ComfyUI uses its own models
                 request = GenerationRequest.from_dict({**request.to_dict(), "base_model": "auto"})
             elif request.base_model == FAST_TEST_MODEL:

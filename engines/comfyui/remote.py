@@ -1,13 +1,14 @@
 """A ComfyUI that already runs on another machine, used by URL instead of the embedded one (issue 16, item 4).
 
 Settings → Engines stores the URL in settings.json (``comfyui_url``) and an optional auth header in the OS keyring
-(core/secrets.py); the worker reads both itself, so the header never goes through a job file, a command line or a
-log. While a URL is set, the embedded ComfyUI is not started at all (it stays on 127.0.0.1 when it runs: nothing
-here exposes it).
+(core/secrets.py); the app lends the engine a function that reads the header (``EngineContext.lent``), so it never
+goes through a job file, a command line or a log. While a URL is set, the embedded ComfyUI is not started at all
+(it stays on 127.0.0.1 when it runs: nothing here exposes it).
 
 LoRAs: ComfyUI has no endpoint to upload a LoRA. When the URL's host is a machine added under Settings → Remotes,
-the LoRAs a workflow needs are copied over SSH into the first ``loras`` folder that ComfyUI itself reports
-(GET /internal/folder_paths), unless the same file (sha256) is there already. Otherwise the app says which
+the LoRAs a workflow needs are copied over SSH (by the app's ``FileCopier``, core/remote/file_copy.py) into the
+first ``loras`` folder that ComfyUI itself reports (GET /internal/folder_paths), unless the same file (sha256) is
+there already. Otherwise the app says which
 file to copy there by hand. (A route of ours inside ComfyUI would mean installing our code into someone else's
 server and opening an upload endpoint on it; SSH is the access the person has already.)
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from engines.comfyui.client import ComfyUIClient, ComfyUIError
-from engines.interface import ServiceStatus, StatusListeners
+from engines.interface import FileCopier, ServiceStatus, StatusListeners
 
 log = structlog.get_logger(__name__)
 
@@ -41,11 +41,12 @@ def configured_url(volume_root: Path | None) -> str | None:
     return url or None
 
 
-def client(url: str) -> ComfyUIClient:
-    """A client of the remote ComfyUI with its auth header (from the keyring) when one is set."""
-    from isengard_desktop.core.secrets import get_comfyui_auth
+AuthHeader = Callable[[str], "tuple[str, str] | None"]
 
-    header = get_comfyui_auth()
+
+def client(url: str, auth_header: AuthHeader) -> ComfyUIClient:
+    """A client of the remote ComfyUI with its auth header (the app reads it from the keyring) when one is set."""
+    header = auth_header(url)
     return ComfyUIClient(url, headers=dict([header]) if header else None)
 
 
@@ -53,8 +54,8 @@ class RemoteComfyUIService:
     """The EngineService while a remote URL is set: ``start`` checks it answers (GET /system_stats) in the
     background; ``stop`` only forgets it (someone else's server is never stopped)."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, url: str, auth_header: AuthHeader) -> None:
+        self.url, self.auth_header = url, auth_header
         self._status = ServiceStatus("stopped", f"Using the ComfyUI at {url}.")
         self._listeners = StatusListeners()
         self._thread: threading.Thread | None = None
@@ -82,7 +83,7 @@ class RemoteComfyUIService:
 
     def _probe(self) -> None:
         try:
-            stats = client(self.url).system_stats(timeout=10.0)
+            stats = client(self.url, self.auth_header).system_stats(timeout=10.0)
         except ComfyUIError as exc:
             self._set("failed", f"The ComfyUI at {self.url} does not answer ({exc}); check the URL and its auth "
                                 "header in Settings → Engines.")
@@ -101,10 +102,10 @@ class SwitchingComfyUIService:
     ComfyUI (``ComfyUISupervisor``) or uses the remote URL, so Settings can switch without a new service object
     (the window's status bar stays subscribed to this one)."""
 
-    def __init__(self, volume_root: Path, extra_model_roots: list[Path]) -> None:
+    def __init__(self, volume_root: Path, extra_model_roots: list[Path], auth_header: AuthHeader) -> None:
         from engines.comfyui.supervisor import ComfyUISupervisor
 
-        self.volume_root = Path(volume_root)
+        self.volume_root, self.auth_header = Path(volume_root), auth_header
         self.local = ComfyUISupervisor(volume_root, extra_model_roots)
         self.remote: RemoteComfyUIService | None = None
         self._listeners = StatusListeners()
@@ -116,7 +117,7 @@ class SwitchingComfyUIService:
         if not url:
             return self.local
         if self.remote is None or self.remote.url != url:
-            remote = RemoteComfyUIService(url)
+            remote = RemoteComfyUIService(url, self.auth_header)
             remote.subscribe(lambda status: self._forward(remote, status))
             self.remote = remote
         return self.remote
@@ -151,57 +152,31 @@ class SwitchingComfyUIService:
             self.local.free_memory()
 
 
-def _registered_remote(url: str, volume_root: Path) -> Any:
-    """The remote of Settings → Remotes whose host is the URL's host, or None."""
-    from isengard_desktop.core.remote.registry import list_remotes
-    from isengard_desktop.storage.volume import Volume
-
-    host = urllib.parse.urlsplit(url).hostname
-    return next((r for r in list_remotes(Volume(Path(volume_root))) if r.host == host), None)
-
-
-def send_loras(comfy: ComfyUIClient, lora_paths: Sequence[Path], volume_root: Path,
+def send_loras(comfy: ComfyUIClient, lora_paths: Sequence[Path], copier_for: Callable[[str], FileCopier | None],
                say: Callable[[str], None]) -> None:
-    """Make the LoRAs a workflow needs appear in the remote ComfyUI's ``loras`` folder (over SSH), or raise
-    ComfyUIError saying what to copy where."""
+    """Make the LoRAs a workflow needs appear in the remote ComfyUI's ``loras`` folder (the app copies them over
+    SSH when the URL's machine is one of its remotes), or raise ComfyUIError saying what to copy where."""
     listed = set(comfy.models("loras"))
     missing = [Path(p) for p in lora_paths if Path(p).name not in listed]
-    remote = _registered_remote(comfy.url, volume_root) if lora_paths else None
-    if remote is None:
+    copier = copier_for(comfy.url) if lora_paths else None
+    if copier is None:
         if missing:
             raise ComfyUIError(f"The ComfyUI at {comfy.url} does not list the LoRA {missing[0].name}; add that machine "
                                "under Settings → Remotes so the app copies LoRAs to it over SSH, or copy the file "
                                "into its models/loras folder yourself.")
         return
-    from isengard_desktop.core.models.hub import sha256_file
-    from isengard_desktop.core.remote import ssh
-
     folders = (comfy._json("GET", "/internal/folder_paths") or {}).get("loras") or []
     if not folders:
         raise ComfyUIError(f"The ComfyUI at {comfy.url} reports no loras folder; copy the LoRAs there by hand.")
-    target = str(folders[0])
-    # By content, not name or size: a character trained again keeps its LoRA's name and size.
-    sums = ssh.run(remote, ["sh", "-c", 'cd -- "$1" 2>/dev/null || exit 0; shift; for f; do [ -f "$f" ] && '
-                                        'sha256sum -- "$f"; done; exit 0', "sh", target,
-                            *[Path(p).name for p in lora_paths]], timeout=120)
-    there = {}
-    for line in sums.stdout.decode(errors="replace").splitlines():
-        digest, _, name = line.strip().partition("  ")
-        there[name] = digest
-    to_send = [Path(p) for p in lora_paths if there.get(Path(p).name) != sha256_file(Path(p))]
-    if to_send:
-        say(f"Copying {len(to_send)} LoRA(s) to {remote.name} ({target})")
-        ssh.put(remote, to_send, target, timeout=1800)
-        log.info("comfyui_remote_loras_sent", remote=remote.name, count=len(to_send))
+    copier.copy_changed([Path(p) for p in lora_paths], str(folders[0]), say)
 
 
-def send_loras_or_explain(comfy: ComfyUIClient, lora_paths: Sequence[Path], volume_root: Path,
-                          say: Callable[[str], None]) -> None:
+def send_loras_or_explain(comfy: ComfyUIClient, lora_paths: Sequence[Path],
+                          copier_for: Callable[[str], FileCopier | None], say: Callable[[str], None]) -> None:
     """``send_loras`` with an SSH failure (unreachable, wrong key) as the ComfyUIError the engine reports."""
     from isengard_desktop.base.errors import IsengardError
 
     try:
-        send_loras(comfy, lora_paths, volume_root, say)
+        send_loras(comfy, lora_paths, copier_for, say)
     except IsengardError as exc:
         raise ComfyUIError(f"The LoRAs could not be copied to the ComfyUI's machine: {exc}") from exc
-

@@ -20,9 +20,12 @@ from isengard_desktop.storage.volume import Volume
 
 
 def engine_context(volume: Volume, name: str, extra_model_dirs: Sequence[Path] = ()) -> EngineContext:
-    """What engine ``name`` needs to know about ``volume``."""
+    """What engine ``name`` needs to know about ``volume``, and what the app lends it (core/remote/file_copy.py)."""
+    from isengard_desktop.core.remote.file_copy import lent
+
     return EngineContext(name=name, volume_root=volume.root, engine_dir=volume.engine_dir(name),
-                         models_dir=volume.models_dir, extra_model_dirs=tuple(Path(p) for p in extra_model_dirs))
+                         models_dir=volume.models_dir, extra_model_dirs=tuple(Path(p) for p in extra_model_dirs),
+                         lent=lent(volume))
 
 
 def contexts(volume: Volume, extra_model_dirs: Sequence[Path] = ()) -> Contexts:

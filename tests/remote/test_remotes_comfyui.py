@@ -119,6 +119,8 @@ def test_generation_uses_the_comfyui_by_url_and_sends_the_lora_over_ssh(
 def test_a_url_whose_host_is_no_remote_says_which_lora_to_copy(tmp_path: Path) -> None:
     from engines.comfyui.client import ComfyUIError
     from engines.comfyui.remote import send_loras
+    from isengard_desktop.core.remote.file_copy import lent
+    from isengard_desktop.storage.volume import Volume
 
     class Listed:
         url = "http://gpu.example:8188"
@@ -130,12 +132,15 @@ def test_a_url_whose_host_is_no_remote_says_which_lora_to_copy(tmp_path: Path) -
     lora.write_bytes(b"x")
     AppContext.open(tmp_path / "vol", "fast-test").close()
     with pytest.raises(ComfyUIError, match="does not list the LoRA ada.safetensors; add that machine under Settings"):
-        send_loras(Listed(), [lora], tmp_path / "vol", lambda _t: None)  # type: ignore[arg-type]
+        send_loras(Listed(), [lora], lent(Volume(tmp_path / "vol")).file_copier,  # type: ignore[arg-type]
+                   lambda _t: None)
 
 
 def test_the_auth_header_comes_from_the_keyring_onto_each_request(test_keyring: Path, tmp_path: Path) -> None:
     from engines.comfyui.remote import RemoteComfyUIService
+    from isengard_desktop.core.remote.file_copy import lent
     from isengard_desktop.core.secrets import set_comfyui_auth
+    from isengard_desktop.storage.volume import Volume
 
     seen: list[str | None] = []
 
@@ -156,7 +161,7 @@ def test_the_auth_header_comes_from_the_keyring_onto_each_request(test_keyring: 
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        service = RemoteComfyUIService(url)
+        service = RemoteComfyUIService(url, lent(Volume(tmp_path)).auth_header)  # the app's keyring reader
         service.start()
         service.stop()
         assert service.status().state == "stopped" and seen == [None]
