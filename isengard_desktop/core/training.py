@@ -18,8 +18,8 @@ from isengard_desktop.base.errors import ValidationError
 from isengard_desktop.base.mode import FAST_TEST
 from isengard_desktop.core.characters import Character
 from isengard_desktop.core.dataset import DatasetService, ImageFilter
-from isengard_desktop.core.names import safe_filename
 from isengard_desktop.core.presets import load_preset
+from isengard_desktop.storage.names import safe_filename
 from isengard_desktop.storage.volume import Volume
 
 MIN_IMAGES = 1

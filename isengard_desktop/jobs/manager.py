@@ -34,9 +34,9 @@ import structlog
 from isengard_desktop.base import atomic
 from isengard_desktop.base.errors import NotFoundError, ValidationError
 from isengard_desktop.base.log import correlation, new_correlation_id
-from isengard_desktop.core.names import safe_filename
+from isengard_desktop.storage.names import safe_filename
 from isengard_desktop.jobs import protocol, remote_job
-from isengard_desktop.jobs.gpu_lock import GpuLock
+from isengard_desktop.storage.gpu_lock import GpuLock
 from isengard_desktop.jobs.runner import WorkerProcess
 from isengard_desktop.storage.db import Database
 from isengard_desktop.storage.jobs_repo import RESUMABLE_STATES, JobRepository, JobRow

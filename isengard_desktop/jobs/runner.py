@@ -56,7 +56,7 @@ class WorkerProcess:
         self.on_event = on_event
         self.on_exit = on_exit
         self.serve = serve
-        self.pass_fds = pass_fds  # the lane's lock descriptor: the worker holds the lock too (jobs/gpu_lock.py)
+        self.pass_fds = pass_fds  # the lane's lock descriptor: the worker holds the lock too (storage/gpu_lock.py)
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.proc: subprocess.Popen | None = None
         self._log_lock = threading.Lock()

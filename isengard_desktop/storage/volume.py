@@ -164,7 +164,7 @@ class Volume:
 
     def new_trash_folder(self, label: str) -> Path:
         """A fresh folder in the trash for one delete operation, named by time and what was deleted."""
-        from isengard_desktop.core.names import safe_filename
+        from isengard_desktop.storage.names import safe_filename
 
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         folder = self.trash_dir / f"{stamp}-{safe_filename(label, 40)}"

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.training import build_spec
-from isengard_desktop.jobs.gpu_lock import GpuLock
+from isengard_desktop.storage.gpu_lock import GpuLock
 from tests.conftest import tmpfs
 
 CLI_EXIT_LIMIT_S = 10.0  # the longest a CLI may take to exit once its worker has died

@@ -290,7 +290,7 @@ def test_the_ledger_forgets_a_file_that_changed(tmp_path: Path) -> None:
 
 
 def test_downloads_run_beside_a_busy_gpu_one_at_a_time(fake_hub: FakeHub, ctx: AppContext) -> None:
-    from isengard_desktop.jobs.gpu_lock import GpuLock
+    from isengard_desktop.storage.gpu_lock import GpuLock
 
     first, second = _payload(1 * MB, seed=9), _payload(1 * MB, seed=10)
     fake_hub.add_file(REPO, "a.safetensors", first)

@@ -83,7 +83,7 @@ def test_production_without_the_embedder_checks_the_rest_and_says_why(volume: Pa
 def test_a_check_runs_while_the_gpu_is_taken(volume: Path) -> None:
     """Another Isengard process holds the GPU lock (a two-hour training): the check still runs to its end."""
     from isengard_desktop.core.photo_check.service import PhotoCheckService
-    from isengard_desktop.jobs.gpu_lock import GpuLock
+    from isengard_desktop.storage.gpu_lock import GpuLock
 
     assert lane_of("dataset_check") == CPU_LANE and lane_of("training") == GPU_LANE
     ctx = AppContext.open(volume, "fast-test")

@@ -23,7 +23,7 @@ from isengard_desktop.base.catalogue import HubFile, Placement
 from isengard_desktop.base.errors import ValidationError
 from isengard_desktop.core.models.inventory import _ledger_sha, file_size, known_mismatch, partial_path
 from isengard_desktop.core.models.reuse import Candidate, ReuseIndex
-from isengard_desktop.core.names import safe_filename
+from isengard_desktop.storage.names import safe_filename
 from isengard_desktop.storage.volume import Volume
 
 log = structlog.get_logger(__name__)

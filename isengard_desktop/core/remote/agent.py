@@ -80,7 +80,7 @@ def launch(job_dir: Path, volume: Path) -> int:
 
 
 def run(job_dir: Path, volume: Path) -> int:
-    from isengard_desktop.jobs.gpu_lock import GpuLock
+    from isengard_desktop.storage.gpu_lock import GpuLock
 
     (job_dir / AGENT_PID_FILE).write_text(str(os.getpid()))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # belt and braces: setsid already left the SSH session
