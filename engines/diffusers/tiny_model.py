@@ -207,6 +207,7 @@ def build_tiny_flux(dest: Path) -> Path:
         pipe = FluxPipeline(**_components())
     pipe.save_pretrained(dest, safe_serialization=True)
     _portable_tokenizer_configs(dest)
+    portable_clip_keys(dest)
     log.info("tiny_model_built", path=str(dest))
     return dest
 
@@ -230,6 +231,20 @@ def _portable_tokenizer_configs(dest: Path) -> None:
         if config.get("extra_special_tokens") == []:
             del config["extra_special_tokens"]
             atomic.write_text(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def portable_clip_keys(dest: Path) -> None:
+    """Write the CLIP text encoder's keys with their ``text_model.`` prefix, as transformers 4.x reads them.
+
+    transformers 5 saves CLIPTextModel without the prefix; AI-Toolkit's transformers 4.57 then matches none of the
+    keys and quietly starts CLIP from fresh random values ("newly initialized"). Both versions read prefixed keys.
+    """
+    from safetensors.torch import load_file, save_file
+
+    path = dest / "text_encoder" / "model.safetensors"
+    state = load_file(str(path))
+    save_file({(k if k.startswith("text_model.") else f"text_model.{k}"): v for k, v in state.items()}, str(path),
+              metadata={"format": "pt"})
 
 
 def ensure_tiny_flux(models_dir: Path) -> Path:

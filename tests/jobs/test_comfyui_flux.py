@@ -1,20 +1,22 @@
-"""The real FLUX workflow on a real ComfyUI with a LoRA in the app's format (slow: ~7 GB of FLUX-shaped random
-weights, built once into the test cache, and about three minutes for the first prompt's T5 on a CPU)."""
+"""The real FLUX workflow on a real ComfyUI with LoRAs: one in the app's format, one trained by the real AI-Toolkit
+(slow: ~7 GB of FLUX-shaped random weights, built once into the test cache; about three minutes for the first
+prompt's T5 on a CPU, and when AI-Toolkit is installed a few more for its two training steps on the same
+full-width model, run before ComfyUI starts so the two never hold their memory at once)."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from engines.comfyui.paths import locate
 from isengard_desktop.context import AppContext
-from isengard_desktop.core import generation
 
 LOCATED = locate() if os.environ.get("ISENGARD_COMFYUI_DIR") else "ISENGARD_COMFYUI_DIR is not set"
 pytestmark = [
@@ -25,56 +27,102 @@ pytestmark = [
     ),
 ]
 CACHE = Path(os.environ.get("ISENGARD_TEST_CACHE", Path.home() / ".cache" / "isengard-tests"))
-FOLDERS = {"diffusion_models": "diffusion_models", "text_encoders_clip": "text_encoders",
-           "text_encoders_t5": "text_encoders", "vae": "vae", "loras": "loras"}
+
+
+
+
+def _aitoolkit_installed() -> bool:
+    from engines.aitoolkit.engine import AIToolkitEngine
+
+    return bool(os.environ.get("ISENGARD_AITOOLKIT_DIR")) and AIToolkitEngine().availability().available
+
+
+@dataclass
+class FluxSetup:
+    ctx: AppContext
+    lora: Path  # the app's format, built with the model files
+    aitoolkit_lora: Path | None  # trained by AI-Toolkit on the same model; None without AI-Toolkit
+    training_seconds: float = 0.0
+
+
+def _train_with_aitoolkit(ctx: AppContext, comfyui_flux: Path, photos: Path) -> Path:
+    """Two real AI-Toolkit steps (through the app's adapter) on the FLUX-shaped model as a diffusers folder."""
+    from isengard_desktop.core.training import build_spec
+    from tests.engines.comfyui.flux_shaped_diffusers import ensure_flux_shaped_diffusers
+
+    folder = ensure_flux_shaped_diffusers(CACHE, comfyui_flux)
+    character = ctx.characters.create("Ada", "ohwx_ada")
+    photos.mkdir()
+    for i in range(2):
+        image = Image.new("RGB", (80, 64), (30 + 90 * i, 120, 200 - 60 * i))
+        ImageDraw.Draw(image).ellipse((20, 10, 60, 54), fill=(240, 200, 160))
+        image.save(photos / f"{i}.png")
+    ctx.importer.run(character.id, [photos])
+    # The top learning rate presets allow, so two steps move the zero-initialised LoRA enough to see.
+    spec, _ = build_spec(ctx.volume, ctx.dataset, character, "fast-test", "quick",
+                         {"steps": 2, "save_every": 2, "sample_every": 1000, "rank": 4, "alpha": 4,
+                          "learning_rate": 1e-2, "batch_size": 1})
+    # No sample pictures: AI-Toolkit draws them before and after training, a minute each on this model.
+    spec.base_model, spec.base_model_name, spec.sample_prompts = str(folder), "FLUX.1-dev", []
+    final = ctx.jobs.wait(ctx.jobs.submit("training", "aitoolkit", spec.to_dict(), character.id).id, timeout=1800)
+    assert final.state == "succeeded", final.error
+    return Path(final.result["lora"])
 
 
 @pytest.fixture(scope="module")
-def flux_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppContext, Path]]:
-    from tests.engines.comfyui.flux_shaped import ensure_flux_shaped
+def flux_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FluxSetup]:
+    from tests.engines.comfyui.flux_shaped import ensure_flux_shaped, start_comfyui_with
 
     # Module-wide, and undone after the module: no other test inherits this mode.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ISENGARD_MODE", "fast-test")
         checkout, python = LOCATED  # type: ignore[misc]
         files = ensure_flux_shaped(CACHE / "flux-shaped", checkout, python)
-        ctx = AppContext.open(tmp_path_factory.mktemp("flux") / "vol", "fast-test")
-        for role, path in files.items():
-            folder = ctx.volume.models_dir / FOLDERS[role]
-            folder.mkdir(parents=True, exist_ok=True)
-            os.link(path, folder / path.name)
-        ctx.start_service("comfyui")
-        service = ctx.service("comfyui")
-        deadline = time.monotonic() + 180
-        while service.status().state == "starting" and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert service.status().state == "ready", service.status().detail
-        yield ctx, files["loras"]
-        ctx.close()
+        root = tmp_path_factory.mktemp("flux")
+        ctx = AppContext.open(root / "vol", "fast-test")
+        setup = FluxSetup(ctx, files["loras"], None)
+        try:
+            if _aitoolkit_installed():
+                started = time.monotonic()
+                setup.aitoolkit_lora = _train_with_aitoolkit(ctx, files["diffusion_models"], root / "photos")
+                setup.training_seconds = time.monotonic() - started
+            start_comfyui_with(ctx, files)
+            yield setup
+        finally:
+            ctx.jobs.shutdown(wait=10)
+            ctx.close()
 
 
-def _image(ctx: AppContext, lora: Path | None, strength: float = 1.0) -> np.ndarray:
-    loras = []
-    if lora is not None:
-        loras = [(generation.LoraOption(1, None, "flux-shaped", ctx.volume.loras_dir / lora.name, "FLUX.1-dev",
-                                        "diffusers", 1, ""), strength)]
-    request = generation.build_request(ctx.volume, ctx.mode, "comfyui", "a portrait photo", loras, seed=5, steps=2)
-    # Fast-test sizes, but the FLUX files in the folders ("auto"), not fast-test's tiny SD1.5 checkpoint: this test
-    # is about the FLUX workflow with a LoRA.
-    request.base_model, request.base_model_name = generation.COMFYUI_AUTO_MODEL, "FLUX.1-dev"
-    final = ctx.jobs.wait(ctx.jobs.submit("generation", "comfyui", request.to_dict()).id, timeout=900)
-    assert final.state == "succeeded", final.error
-    with Image.open(final.result["images"][0]) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.int16)
+def test_flux_workflow_with_a_lora(flux_ctx: FluxSetup) -> None:
+    from tests.engines.comfyui.flux_shaped import flux_image
 
-
-def test_flux_workflow_with_a_lora(flux_ctx: tuple[AppContext, Path]) -> None:
-    ctx, lora = flux_ctx
-    plain = _image(ctx, None)
-    with_lora = _image(ctx, lora, 1.0)
-    zero = _image(ctx, lora, 0.0)
+    ctx, lora = flux_ctx.ctx, flux_ctx.lora
+    plain = flux_image(ctx, None)
+    with_lora = flux_image(ctx, lora, 1.0)
+    zero = flux_image(ctx, lora, 0.0)
     assert np.abs(with_lora - plain).mean() > 0.5  # the LoRA's keys reached FLUX's double block
     assert np.array_equal(zero, plain)
     log = (ctx.volume.root / "logs" / "comfyui.log").read_text()
     assert "lora key not loaded" not in log
     assert "model_type FLUX" in log
+
+
+def test_a_lora_trained_by_aitoolkit_changes_the_flux_picture(flux_ctx: FluxSetup) -> None:
+    from safetensors import safe_open
+
+    from tests.engines.comfyui.flux_shaped import flux_image
+
+    if flux_ctx.aitoolkit_lora is None:
+        pytest.skip("needs AI-Toolkit too: set ISENGARD_AITOOLKIT_DIR and ISENGARD_AITOOLKIT_PYTHON")
+    ctx, lora = flux_ctx.ctx, flux_ctx.aitoolkit_lora
+    with safe_open(str(lora), "pt") as handle:
+        keys = list(handle.keys())
+    # AI-Toolkit's own FLUX targets: both block kinds, the attention and the MLPs.
+    assert any(".single_transformer_blocks." in k for k in keys) and any(".ff." in k for k in keys), keys
+    log_file = ctx.volume.root / "logs" / "comfyui.log"
+    seen = len(log_file.read_text()) if log_file.exists() else 0
+    with_lora = flux_image(ctx, lora, 1.0)
+    zero = flux_image(ctx, lora, 0.0)
+    assert np.abs(with_lora - zero).mean() > 0.5, "AI-Toolkit's two steps changed nothing ComfyUI draws"
+    log = log_file.read_text()[seen:]
+    assert "lora key not loaded" not in log  # every key AI-Toolkit wrote found its FLUX weight

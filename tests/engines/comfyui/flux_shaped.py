@@ -13,9 +13,12 @@ Run with ComfyUI's python (ComfyUI's own classes give the key names):
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 FILES = {
     "diffusion_models": "flux1-dev-shaped.safetensors",
@@ -33,6 +36,50 @@ def ensure_flux_shaped(folder: Path, checkout: Path, python: Path) -> dict[str, 
         folder.mkdir(parents=True, exist_ok=True)
         subprocess.run([str(python), __file__, str(checkout), str(folder)], check=True, cwd=checkout)
     return paths
+
+
+# ComfyUI's folder for each file's role.
+FOLDERS = {"diffusion_models": "diffusion_models", "text_encoders_clip": "text_encoders",
+           "text_encoders_t5": "text_encoders", "vae": "vae", "loras": "loras"}
+
+
+def start_comfyui_with(ctx: Any, files: dict[str, Path]) -> None:
+    """Hard-link the FLUX-shaped files into the volume's model folders and start its ComfyUI (ready or fail)."""
+    for role, path in files.items():
+        folder = ctx.volume.models_dir / FOLDERS[role]
+        folder.mkdir(parents=True, exist_ok=True)
+        os.link(path, folder / path.name)
+    ctx.start_service("comfyui")
+    service = ctx.service("comfyui")
+    deadline = time.monotonic() + 180
+    while service.status().state == "starting" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert service.status().state == "ready", service.status().detail
+
+
+def flux_image(ctx: Any, lora: Path | None, strength: float = 1.0,
+               advanced: dict[str, dict[str, Any]] | None = None) -> Any:
+    """One 2-step FLUX picture from ComfyUI through the job manager, as an int16 RGB array.
+
+    Fast-test sizes, but the FLUX files in the folders ("auto"), not fast-test's tiny SD1.5 checkpoint.
+    ``lora`` is a file in the volume's loras folder.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from isengard_desktop.core import generation
+
+    loras = []
+    if lora is not None:
+        loras = [(generation.LoraOption(1, None, "flux-shaped", ctx.volume.loras_dir / lora.name, "FLUX.1-dev",
+                                        "diffusers", 1, ""), strength)]
+    request = generation.build_request(ctx.volume, ctx.mode, "comfyui", "a portrait photo", loras, seed=5, steps=2,
+                                       advanced=advanced)
+    request.base_model, request.base_model_name = "auto", "FLUX.1-dev"  # ComfyUI picks FLUX's files from its folders
+    final = ctx.jobs.wait(ctx.jobs.submit("generation", "comfyui", request.to_dict()).id, timeout=900)
+    assert final.state == "succeeded", final.error
+    with Image.open(final.result["images"][0]) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.int16)
 
 
 def build(checkout: Path, folder: Path) -> None:
