@@ -1,6 +1,7 @@
 """The application context: one volume, its database, settings and the core services over them.
 
-Both the window and the CLI start from ``AppContext.open``; tests open one on a temporary folder.
+The window and the CLI start through bootstrap.py (``AppContext.from_volume`` on the volume they opened);
+tests open one on a temporary folder with ``AppContext.open``.
 """
 
 from __future__ import annotations
@@ -59,7 +60,11 @@ class AppContext:
 
     @classmethod
     def open(cls, root: Path, mode: str) -> AppContext:
-        volume = Volume.open(root)
+        return cls.from_volume(Volume.open(root), mode)
+
+    @classmethod
+    def from_volume(cls, volume: Volume, mode: str) -> AppContext:
+        """The context on a volume already opened (``Volume.open``): the window and the CLI open it once."""
         db = Database(volume.database_path)
         settings = settings_store.load(volume.settings_path)
         if not volume.settings_path.exists():

@@ -100,31 +100,27 @@ def run_cli(argv: list[str]) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    from isengard_desktop import bootstrap
     from isengard_desktop.base import log as app_log
     from isengard_desktop.base.mode import resolve_mode
-    from isengard_desktop.context import AppContext
     from isengard_desktop.storage.volume import resolve_volume_root
 
     verbose = getattr(args, "verbose", False)
-    app_log.configure(None, stderr_level=logging.INFO if verbose else logging.WARNING, stderr_for_people=not verbose)
+    stderr = {"stderr_level": logging.INFO if verbose else logging.WARNING, "stderr_for_people": not verbose}
+    app_log.configure(None, **stderr)  # until the volume is open: a refused volume is said on stderr
     ctx = None
     try:
-        root, _source = resolve_volume_root(getattr(args, "volume", None))
         mode = resolve_mode()
-        from isengard_desktop.storage.volume import Volume
-
         try:
-            volume = Volume.open(root)
+            volume = bootstrap.open_volume(getattr(args, "volume", None))
         except VolumeError as exc:
             if args.command == "doctor":  # the doctor's job is to explain exactly this
                 from isengard_desktop.cli.doctor import unusable_volume
 
-                return unusable_volume(root, exc, args)
+                return unusable_volume(resolve_volume_root(getattr(args, "volume", None))[0], exc, args)
             raise
-        app_log.configure(volume.logs_dir, stderr_level=logging.INFO if verbose else logging.WARNING,
-                          stderr_for_people=not verbose)
         with app_log.correlation(f"cli_{args.command}_{args.action}"):
-            ctx = AppContext.open(root, mode)
+            ctx = bootstrap.start(volume, mode, **stderr)
             return int(args.handler(ctx, args) or 0)
     except IsengardError as exc:
         sys.stderr.write(f"isengard: {exc}\n")

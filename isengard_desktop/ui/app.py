@@ -14,15 +14,9 @@ PROCESS_START = time.perf_counter()
 
 
 def _open_context(volume_cli_value: str | None):
-    from isengard_desktop.base import log as app_log
-    from isengard_desktop.base.mode import resolve_mode
-    from isengard_desktop.context import AppContext
-    from isengard_desktop.storage.volume import Volume, resolve_volume_root
+    from isengard_desktop.bootstrap import open_volume, start
 
-    root, source = resolve_volume_root(volume_cli_value)
-    volume = Volume.open(root)
-    app_log.configure(volume.logs_dir)
-    return AppContext.open(root, resolve_mode())
+    return start(open_volume(volume_cli_value))
 
 
 def _quit_on_sigterm(window) -> None:
