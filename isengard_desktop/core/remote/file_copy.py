@@ -10,12 +10,15 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from engines.interface import FileCopier, Lent
-from isengard_desktop.core.remote.ssh import Remote
 from isengard_desktop.storage.volume import Volume
+
+if TYPE_CHECKING:  # SSH (tarfile, shlex) is imported when a file is copied, not when an engine is made (issue 14)
+    from isengard_desktop.core.remote.ssh import Remote
 
 log = structlog.get_logger(__name__)
 
