@@ -4,7 +4,7 @@
 (core/remote/sync.py), starts the same worker there detached from the SSH session (core/remote/agent.py), follows
 the worker's JSON-lines events over SSH and hands them to the manager as if a local worker wrote them. Files an
 event names (samples, the LoRA, images) are fetched into the local job folder first and the event's path is
-rewritten, so the manager's own bookkeeping (``_register_lora``, ``_register_image``) files them as local ones.
+rewritten, so the manager's filing (jobs/filing.py) files them as local ones.
 
 The raw remote lines are mirrored in the local job folder (``remote-events.jsonl``): its size is the offset a
 reconnect (a dropped link, a re-attach after the app or the CLI died) continues from, so no event is lost or
@@ -174,8 +174,7 @@ class RemoteJob:
                 return  # detached while the remote could not be reached
             if not status["running"] and status["size"] <= self._offset():
                 if (self.job_dir / protocol.STOP_FILE).exists():  # cancelled while it was being sent
-                    self.on_event(self.job_id, {"event": "done", "state": "cancelled"})
-                    self.on_exit(self.job_id, 0, [])
+                    self.on_exit(self.job_id, 0, [])  # no worker ran, no done: the manager infers "cancelled"
                     return
                 self._launch()
             self._follow_events()

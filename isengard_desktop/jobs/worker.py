@@ -48,21 +48,27 @@ class Channel:
         self._flush_timer: threading.Timer | None = None
 
     def emit(self, event: dict[str, Any]) -> None:
+        """An event of the job. The final ``done`` is the worker's alone (``finish``): one an engine sends is
+        dropped, so the job's state is always the one the engine returned."""
+        if event.get("event") == "done":
+            log.warning("engine_done_ignored", state=event.get("state"))
+            return
+        self._send(event)
+
+    def finish(self, state: str) -> None:
+        """The job's one final event, with the state the engine returned (or failed when it raised)."""
         with self._lock:
-            if event.get("event") == "done":
-                if self.done_sent:
-                    return
-                self.done_sent = True
+            if self.done_sent:
+                return
+            self.done_sent = True
+        self._send({"event": "done", "state": state})
+
+    def _send(self, event: dict[str, Any]) -> None:
+        with self._lock:
             line = protocol.encode(event)
             if not self._orphaned:
                 try:
-                    sys.stdout.write(line)
-                    if event.get("event") == "progress" and time.monotonic() - self._flushed < PROGRESS_FLUSH_S:
-                        # A tiny model reports dozens of steps a second: a write and a wake-up of the app per
-                        # step cost ~10 % of the step (E5). These lines go out together a moment later.
-                        self._flush_later()
-                    else:
-                        self._flush()
+                    self._write(line, event)
                     return
                 except (BrokenPipeError, ValueError, OSError):
                     # The app is gone: keep the work, stop at the next step with a checkpoint.
@@ -75,6 +81,16 @@ class Channel:
                     events.write(line)
             except OSError:
                 pass
+
+    def _write(self, line: str, event: dict[str, Any]) -> None:
+        """Out to the app: stdout here, the manager's reader directly for a job run in the app (jobs/inprocess.py)."""
+        sys.stdout.write(line)
+        if event.get("event") == "progress" and time.monotonic() - self._flushed < PROGRESS_FLUSH_S:
+            # A tiny model reports dozens of steps a second: a write and a wake-up of the app per
+            # step cost ~10 % of the step (E5). These lines go out together a moment later.
+            self._flush_later()
+        else:
+            self._flush()
 
     def _flush(self) -> None:
         sys.stdout.flush()
@@ -159,7 +175,7 @@ def _run_engine(job: dict[str, Any], channel: Channel) -> str:
 
 
 def run_job(job_dir: Path, channel: Channel) -> str:
-    """Run the job of ``job_dir`` to its end; emits its events and ``done``, returns the final state."""
+    """Run the job of ``job_dir`` to its end; emits its events and the one final ``done``, returns the final state."""
     job = json.loads((job_dir / protocol.JOB_FILE).read_text(encoding="utf-8"))
     if job["kind"] != "download":  # a download uses no GPU: its chart is bytes, not VRAM
         threading.Thread(target=_stats_loop, args=(channel,), daemon=True, name="stats").start()
@@ -192,7 +208,7 @@ def run_job(job_dir: Path, channel: Channel) -> str:
         channel.emit({"event": "error", "message": _explain(exc), "type": type(exc).__name__})
         state = "failed"
     channel.stopping.set()
-    channel.emit({"event": "done", "state": state})
+    channel.finish(state)
     log.info("worker_finished", state=state, seconds=round(time.monotonic() - started, 3))
     structlog.contextvars.unbind_contextvars("job_id", "correlation_id")
     return state

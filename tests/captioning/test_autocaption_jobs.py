@@ -12,7 +12,7 @@ from isengard_desktop.base.errors import ValidationError
 from isengard_desktop.context import AppContext
 from isengard_desktop.core import autocaption
 from isengard_desktop.core.dataset import ImageFilter
-from isengard_desktop.jobs.manager import GPU_LANE, lane_of
+from isengard_desktop.jobs.lanes import GPU_LANE, lane_of
 from tests.captioning.conftest import PERSON_CAPTION, PHOTOS, TRIGGER
 
 pytestmark = pytest.mark.slow  # each job starts a worker that imports torch and transformers (~10 s here)

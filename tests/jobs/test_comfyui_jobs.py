@@ -112,6 +112,29 @@ def test_cancel_interrupts_comfyui_and_it_serves_the_next_job(comfy_ctx: AppCont
     assert after.state == "succeeded", after.error
 
 
+def test_a_comfyui_job_runs_in_the_apps_own_process_with_the_same_record(comfy_ctx: AppContext) -> None:
+    """ComfyUI's engine is an HTTP client (``needs_worker_process=False``): its job runs in a thread here, no worker
+    process starts, and the job keeps the same record as a worker's: its events with one final done, its log (E7)."""
+    import json
+
+    import psutil
+
+    ctx = comfy_ctx
+    final = ctx.jobs.wait(_submit(ctx, seed=5).id, timeout=120)
+    assert final.state == "succeeded", final.error
+    assert final.result["worker_pid"] == os.getpid()
+    workers = [p for p in psutil.Process().children(recursive=True) if "isengard_desktop.jobs.worker" in
+               " ".join(p.cmdline())]
+    assert workers == []
+    folder = ctx.jobs.job_dir(final)
+    events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert [e for e in events if e["event"] == "done"] == [{"event": "done", "state": "succeeded"}] == events[-1:]
+    assert [e["event"] for e in events].count("image") == 1
+    log = [json.loads(line) for line in (folder / "job.log").read_text().splitlines()]
+    assert {"worker_started", "worker_finished"} <= {r["event"] for r in log}
+    assert {r["job_id"] for r in log} == {final.id}
+
+
 def test_toggles_say_what_is_missing(comfy_ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> None:
     from isengard_desktop.core.engines import load
 

@@ -152,7 +152,7 @@ def test_a_final_state_the_database_refused_is_kept_and_written_later(small_volu
         assert final.state == "failed" and "No space left on device" in final.error
         assert states[-1] == "failed"  # the listeners (the window) heard it too
         assert job.id in ctx.jobs.unrecorded() and _job_row(small_volume)[1] == "running"
-        assert ctx.jobs.running_jobs() == [] and not ctx.jobs._gpu.held  # the GPU is free for the next run
+        assert ctx.jobs.running_jobs() == [] and not ctx.jobs.lanes.gpu.held  # the GPU is free for the next run
 
         filler.unlink()
         ctx.jobs.flush_unrecorded()  # what any next write (or wait) does first

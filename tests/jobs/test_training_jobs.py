@@ -137,7 +137,7 @@ def test_one_gpu_job_at_a_time_across_processes(trained_ctx: AppContext) -> None
         assert first.jobs.get(long_job.id).state == "running"
         # Watch the second process's real GPU lock: it must try, be refused, and try again, while still queued.
         refused = threading.Semaphore(0)
-        lock = second.jobs._gpu
+        lock = second.jobs.lanes.gpu
         real_try = lock.try_acquire
 
         def watched_try() -> bool:

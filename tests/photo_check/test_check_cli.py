@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from isengard_desktop.context import AppContext
-from isengard_desktop.jobs.manager import CPU_LANE, GPU_LANE, lane_of
+from isengard_desktop.jobs.lanes import CPU_LANE, GPU_LANE, lane_of
 from tests.cli.test_cli_end_to_end import isengard
 from tests.photo_check import real_photos
 
