@@ -114,7 +114,7 @@ class ComfyUIEngine(Engine):
     name = "comfyui"
     # Generates after the settings' default (ComfyUI unless changed) and the built-in engine.
     traits = EngineTraits(title="ComfyUI (embedded)", kinds=("image",), rank=30, toggles=ADVANCED_TOGGLES,
-                          upstream=paths.UPSTREAM)
+                          upstream=paths.UPSTREAM, needs_worker_process=False)  # an HTTP client: runs in the app
 
     def availability(self) -> Availability:
         from engines.comfyui.remote import configured_url
