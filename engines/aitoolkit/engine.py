@@ -153,7 +153,6 @@ class AIToolkitEngine(Engine):
             emit({"event": "log", "level": "warning",
                   "message": f"Stopped at step {stopped_at}; the last checkpoint is step {run.checkpoint_step}, so "
                              f"{lost} step(s) will be trained again when you resume."})
-            emit({"event": "done", "state": "cancelled"})
             return "cancelled"
         if proc.returncode != 0:
             raise RuntimeError(failure_message(list(run.tail), proc.returncode))
@@ -163,7 +162,6 @@ class AIToolkitEngine(Engine):
         emit({"event": "progress", "step": spec.steps, "total": spec.steps, "loss": run.loss, "lr": run.lr,
               "it_per_s": run.it_per_s, "eta_s": 0.0})
         emit({"event": "artifact", "kind": "lora", "path": str(path)})
-        emit({"event": "done", "state": "succeeded"})
         return "succeeded"
 
 

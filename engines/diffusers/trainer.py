@@ -70,13 +70,11 @@ def train(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop) -> str:
     except _StoppedDuringSetup:
         # Nothing was trained yet, so there is nothing to save; a resume starts the set-up again.
         log.info("training_cancelled", step=0, during="setup")
-        emit({"event": "done", "state": "cancelled"})
         return "cancelled"
     for step in range(run.start_step, spec.steps):
         if should_stop():
             save_checkpoint(run, step)
             log.info("training_cancelled", step=step)
-            emit({"event": "done", "state": "cancelled"})
             return "cancelled"
         loss = train_step(run, step)
         report_progress(run, step + 1, loss)
@@ -88,7 +86,6 @@ def train(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop) -> str:
     path = save_final_lora(run)
     emit({"event": "artifact", "kind": "lora", "path": str(path)})
     log.info("training_finished", steps=spec.steps, path=str(path))
-    emit({"event": "done", "state": "succeeded"})
     return "succeeded"
 
 
