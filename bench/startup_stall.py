@@ -41,7 +41,7 @@ def _child(kind: str, volume: str) -> None:
 
         window = MainWindow(ctx)
         window.show()
-        QTimer.singleShot(0, window.training.offer_interrupted_jobs)
+        QTimer.singleShot(0, window.offer_interrupted_jobs)
     else:
         from _bare_window import bare_window
 

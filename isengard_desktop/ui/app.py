@@ -102,7 +102,7 @@ def run_gui(volume_cli_value: str | None) -> int:
     window = MainWindow(ctx)
     window.show()
     _quit_on_sigterm(window)
-    QTimer.singleShot(0, window.training.offer_interrupted_jobs)
+    QTimer.singleShot(0, window.offer_interrupted_jobs)
     if os.environ.get("ISENGARD_EXIT_AFTER_SHOW"):
         _report_first_frame(window)
     try:

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QStackedWidget, QTabWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QStackedWidget, QTabWidget, QWidget
 
 from isengard_desktop import APP_NAME, __version__
 from isengard_desktop.base.mode import FAST_TEST, describe_mode, detect_gpu
 from isengard_desktop.context import AppContext
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
-from isengard_desktop.ui.characters_tab import CharactersTab
-from isengard_desktop.ui.dataset_tab import DatasetTab
-from isengard_desktop.ui.generate_tab import GenerateTab
-from isengard_desktop.ui.jobs_tab import JobsTab
-from isengard_desktop.ui.training_tab import TrainingTab
+
+# The tabs in order: (attribute, title). Each is built the first time it is shown or used (_LazyTab).
+TABS = (("characters", "Characters"), ("dataset", "Dataset"), ("training", "Training"), ("generate", "Generate"),
+        ("jobs", "Jobs"))
 
 SERVICE_TEXT = {"stopped": "stopped", "starting": "starting…", "ready": "ready", "failed": "failed"}
 
@@ -50,7 +49,20 @@ class _ServiceRelay(QObject):
     changed = Signal(object)
 
 
+class _LazyTab:
+    """A tab the window builds the first time it is shown or used (``window.training``), not before (issue 14:
+    the first frame builds only the current tab; building all five was most of the start-up left, E37)."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, window, owner=None):
+        return self if window is None else window._tab(self.name)
+
+
 class MainWindow(QMainWindow):
+    characters, dataset, training, generate, jobs = _LazyTab(), _LazyTab(), _LazyTab(), _LazyTab(), _LazyTab()
+
     def __init__(self, ctx: AppContext) -> None:
         super().__init__()
         self.ctx = ctx
@@ -59,34 +71,91 @@ class MainWindow(QMainWindow):
         self.resize(1240, 800)
         self.bridge = JobBridge(ctx.jobs)
         self.tabs = QTabWidget()
-        self.characters = CharactersTab(ctx)
-        self.dataset = DatasetTab(ctx, self.bridge)
-        self.training = TrainingTab(ctx, self.bridge)
-        self.generate = GenerateTab(ctx, self.bridge)
-        self.jobs = JobsTab(ctx, self.bridge)
-        for widget, title in ((self.characters, "Characters"), (self.dataset, "Dataset"), (self.training, "Training"),
-                              (self.generate, "Generate"), (self.jobs, "Jobs")):
-            self.tabs.addTab(widget, title)
-        titles = [self.tabs.tabText(i) for i in range(self.tabs.count())]
+        self._built: dict[str, QWidget] = {}
+        for _name, title in TABS:  # empty pages, replaced by the real tab before they are ever painted
+            self.tabs.addTab(QWidget(), title)
+        titles = [title for _name, title in TABS]
         if ctx.settings.last_tab in titles:  # reopen where the person left off
             self.tabs.setCurrentIndex(titles.index(ctx.settings.last_tab))
+        self._tab(TABS[self.tabs.currentIndex()][0], for_first_frame=True)
+        self.tabs.currentChanged.connect(self._tab_shown)  # before _remember_tab: the new tab is built first
         self.tabs.currentChanged.connect(self._remember_tab)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.tabs)
         self.setCentralWidget(self.stack)
         self.first_run = None
-        from isengard_desktop.ui import first_run
+        if not ctx.settings.first_run_done:  # the page's module (and what it imports) only when it may show
+            from isengard_desktop.ui import first_run
 
-        if first_run.should_show(ctx):
-            self.show_first_run()
-        self.characters.changed.connect(self.dataset.refresh)
-        self.characters.changed.connect(self.training.refresh)
-        self.dataset.changed.connect(self.characters.refresh)
-        self.dataset.changed.connect(self.training.refresh)
-        self.training.lora_finished.connect(self.characters.refresh)
-        self.training.lora_finished.connect(self.generate.refresh)
+            if first_run.should_show(ctx):
+                self.show_first_run()
         self._build_menu()
         self._build_status_bar()
+
+    def _tab(self, name: str, for_first_frame: bool = False) -> QWidget:
+        """The tab called ``name`` (an attribute of TABS), built now if it is not yet."""
+        tab = self._built.get(name)
+        if tab is not None:
+            return tab
+        tab = self._built[name] = self._make_tab(name, for_first_frame)
+        index = [n for n, _title in TABS].index(name)
+        current = self.tabs.currentIndex()
+        # Swap the empty page for the tab without telling currentChanged's listeners: nothing changed for them.
+        self.tabs.blockSignals(True)
+        placeholder = self.tabs.widget(index)
+        self.tabs.removeTab(index)
+        self.tabs.insertTab(index, tab, TABS[index][1])
+        self.tabs.setCurrentIndex(current)
+        self.tabs.blockSignals(False)
+        placeholder.deleteLater()
+        # What one tab changes, the others show; a tab not built yet reads it all when it is built.
+        if name == "characters":
+            tab.changed.connect(lambda: self._refresh_built("dataset", "training"))
+        elif name == "dataset":
+            tab.changed.connect(lambda: self._refresh_built("characters", "training"))
+        elif name == "training":
+            tab.lora_finished.connect(lambda: self._refresh_built("characters", "generate"))
+        return tab
+
+    def _make_tab(self, name: str, for_first_frame: bool) -> QWidget:
+        # Each tab's module is imported here, when it is first needed: importing them all cost the first frame.
+        if name == "characters":
+            from isengard_desktop.ui.characters_tab import CharactersTab
+
+            return CharactersTab(self.ctx)
+        if name == "dataset":
+            from isengard_desktop.ui.dataset_tab import DatasetTab
+
+            return DatasetTab(self.ctx, self.bridge)
+        if name == "training":
+            from isengard_desktop.ui.training_tab import TrainingTab
+
+            # Built for the first frame: the engine list (importing and checking each engine) comes after it.
+            return TrainingTab(self.ctx, self.bridge, engines_later=for_first_frame)
+        if name == "generate":
+            from isengard_desktop.ui.generate_tab import GenerateTab
+
+            return GenerateTab(self.ctx, self.bridge)
+        from isengard_desktop.ui.jobs_tab import JobsTab
+
+        return JobsTab(self.ctx, self.bridge)
+
+    def _tab_shown(self, index: int) -> None:
+        self._tab(TABS[index][0])  # a person never sees the empty page: the tab is built before it is painted
+
+    def _refresh_built(self, *names: str) -> None:
+        for name in names:
+            if name in self._built:
+                self._built[name].refresh()
+
+    def offer_interrupted_jobs(self) -> None:
+        """At start-up: jobs that were running when the app closed are offered for resume on the Training tab,
+        which is built for it only when there is such a job."""
+        from isengard_desktop.jobs.remote_job import reattachable
+
+        recovered = [job for job in self.ctx.jobs.recover() if job.kind == "training"]
+        if recovered or "training" in self._built or any(reattachable(job) for job in self.ctx.jobs.list()):
+            self.training.offer_interrupted_jobs(recovered)
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         super().showEvent(event)
@@ -105,6 +174,8 @@ class MainWindow(QMainWindow):
         if self._after_frame_done:
             return
         self._after_frame_done = True
+        if "training" in self._built:
+            self._built["training"].form.load_engines()
         text, tip = engine_states(self.ctx)
         self.engines_label.setText(text)
         self.engines_label.setToolTip(tip)
@@ -118,7 +189,8 @@ class MainWindow(QMainWindow):
         self._preload_chart()
 
     def _preload_chart(self, *_args) -> None:
-        if self.tabs.currentWidget() is self.training and self.stack.currentWidget() is self.tabs:
+        training = self._built.get("training")
+        if training is not None and self.tabs.currentWidget() is training and self.stack.currentWidget() is self.tabs:
             from isengard_desktop.ui.loss_chart import preload
 
             self.tabs.currentChanged.disconnect(self._preload_chart)
@@ -154,8 +226,9 @@ class MainWindow(QMainWindow):
     def _first_run_finished(self, how: str) -> None:
         self.stack.setCurrentWidget(self.tabs)
         self.tabs.setCurrentWidget(self.characters)
-        self.training.refresh()
-        self.generate.refresh_engines()
+        self._refresh_built("training")
+        if "generate" in self._built:
+            self._built["generate"].refresh_engines()
 
     def _start_comfyui(self) -> None:
         """Start the servers engines declare (the embedded ComfyUI) in the background when they are installed; the
@@ -236,8 +309,8 @@ class MainWindow(QMainWindow):
         text, tip = engine_states(self.ctx)
         self.engines_label.setText(text)
         self.engines_label.setToolTip(tip)
-        if status.state in ("ready", "failed", "stopped"):
-            self.generate.refresh_engines()
+        if status.state in ("ready", "failed", "stopped") and "generate" in self._built:
+            self._built["generate"].refresh_engines()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         running = self.ctx.jobs.running_jobs()
@@ -251,8 +324,9 @@ class MainWindow(QMainWindow):
         self._after_frame_done = True  # nothing deferred starts once the window is closing
         self.ctx.jobs.shutdown(wait=60)
         self.bridge.close()
-        self.dataset.shutdown()
-        self.generate.shutdown()
+        for name in ("dataset", "generate"):
+            if name in self._built:
+                self._built[name].shutdown()
         if getattr(self, "_unsubscribe_service", None):
             self._unsubscribe_service()
         super().closeEvent(event)

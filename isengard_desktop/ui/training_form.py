@@ -55,9 +55,12 @@ def _spin(low: int, high: int, step: int = 1) -> QSpinBox:
 class TrainingForm(QWidget):
     changed = Signal()
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, engines_later: bool = False) -> None:
+        """``engines_later``: list the engines only when load_engines() is called (the window does it after its
+        first frame: importing and checking each engine cost it ~60 ms, issue 14)."""
         super().__init__()
         self.ctx = ctx
+        self._engines_pending = engines_later
         self.character = QComboBox()
         self.base_model = QComboBox()
         self.preset = QComboBox()
@@ -129,12 +132,42 @@ class TrainingForm(QWidget):
         self.base_model.clear()
         for model in base_models(self.ctx.volume, self.ctx.mode):
             self.base_model.addItem(model.name + ("" if model.ready else " — not ready"), model)
-        from isengard_desktop.core.engines import choose_engine, list_engines
+        if self._engines_pending:
+            self.engine.blockSignals(True)
+            self.engine.clear()
+            self.engine.addItem("checking engines…")  # no data: Start stays disabled until the list arrives
+            self.engine.model().item(0).setEnabled(False)
+            self.engine.blockSignals(False)
+        else:
+            from isengard_desktop.core.engines import list_engines
 
+            self._fill_engines(list_engines(self.ctx.volume, "training"))
+        fill_run_on(self.run_on, self.ctx)
+        self._show_preset_info()
+        self.changed.emit()
+
+    def load_engines(self) -> None:
+        """List the engines off the event loop (for a form made with ``engines_later``)."""
+        from isengard_desktop.ui.bridge import run_in_background
+
+        def training_engines(_progress, _cancelled):
+            from isengard_desktop.core.engines import list_engines
+
+            return list_engines(self.ctx.volume, "training")
+
+        def listed(engines) -> None:
+            self._engines_pending = False
+            self._fill_engines(engines)
+            self._show_preset_info()
+            self.changed.emit()
+
+        if self._engines_pending:
+            run_in_background(self, training_engines, on_done=listed)
+
+    def _fill_engines(self, engines) -> None:
         chosen = self.engine.currentData()
         self.engine.blockSignals(True)
         self.engine.clear()
-        engines = list_engines(self.ctx.volume, "training")
         for info in engines:
             ok = info.availability.available
             self.engine.addItem(info.title + ("" if ok else " — not available"), info.name)
@@ -143,15 +176,14 @@ class TrainingForm(QWidget):
             item.setToolTip(info.availability.reason)
         ready = {info.name for info in engines if info.availability.available}
         if chosen not in ready:
+            from isengard_desktop.core.engines import choose_engine
+
             try:  # the mode's preferred engine among those that can run here
                 chosen = choose_engine("training", None, engines, self.ctx.mode)
             except IsengardError:
                 chosen = None
         self.engine.setCurrentIndex(self.engine.findData(chosen) if chosen else -1)
         self.engine.blockSignals(False)
-        fill_run_on(self.run_on, self.ctx)
-        self._show_preset_info()
-        self.changed.emit()
 
     def _load_preset_values(self) -> None:
         preset = load_preset(self.preset.currentData())

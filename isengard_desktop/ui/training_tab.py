@@ -47,7 +47,8 @@ PHOTO_VERDICT_TTL_S = 3.0  # the dataset verdict is re-read when the pre-flight 
 class TrainingTab(QWidget):
     lora_finished = Signal()
 
-    def __init__(self, ctx: AppContext, bridge: JobBridge) -> None:
+    def __init__(self, ctx: AppContext, bridge: JobBridge, engines_later: bool = False) -> None:
+        """``engines_later``: see TrainingForm."""
         super().__init__()
         self.ctx = ctx
         self.bridge = bridge
@@ -70,7 +71,7 @@ class TrainingTab(QWidget):
         left.setWidgetResizable(True)
         left.setWidget(left_content)
         left.setMinimumWidth(440)
-        self.form = TrainingForm(ctx)
+        self.form = TrainingForm(ctx, engines_later)
         self.start_button = button("Start training", primary=True)
         left_box.addWidget(self.form)
         left_box.addWidget(self.start_button)
@@ -267,9 +268,10 @@ class TrainingTab(QWidget):
                 return
         self.show_job(job_id)
 
-    def offer_interrupted_jobs(self) -> None:
-        """At start-up: jobs that were running when the app closed are offered for resume."""
-        for job in self.ctx.jobs.recover():
+    def offer_interrupted_jobs(self, recovered: list | None = None) -> None:
+        """At start-up: jobs that were running when the app closed (``recovered``: the job manager's recover(),
+        asked here when not given) are offered for resume."""
+        for job in self.ctx.jobs.recover() if recovered is None else recovered:
             if job.kind != "training":
                 continue
             banner = Banner(f"A training run ({job.id}) was interrupted when the app closed. Resume it from its last "
