@@ -100,20 +100,26 @@ def load(name: str, context: EngineContext | None = None) -> Engine:
     return engine_class(name)(context or EngineContext(name))
 
 
-def load_training(name: str, context: EngineContext | None = None) -> TrainingEngine:
-    """The engine ``name`` as a trainer; TypeError when it does not declare and implement training."""
-    engine = load(name, context)
+def as_training(engine: Engine) -> TrainingEngine:
+    """``engine`` as a trainer; TypeError when it does not declare and implement training."""
     if "training" not in engine.traits.kinds or not isinstance(engine, TrainingEngine):
-        raise TypeError(f"The {name} engine does not train LoRAs.")
+        raise TypeError(f"The {engine.name} engine does not train LoRAs.")
     return engine
+
+
+def as_image(engine: Engine) -> ImageEngine:
+    """``engine`` as an image generator; TypeError when it does not declare and implement it."""
+    if "image" not in engine.traits.kinds or not isinstance(engine, ImageEngine):
+        raise TypeError(f"The {engine.name} engine does not generate images.")
+    return engine
+
+
+def load_training(name: str, context: EngineContext | None = None) -> TrainingEngine:
+    return as_training(load(name, context))
 
 
 def load_image(name: str, context: EngineContext | None = None) -> ImageEngine:
-    """The engine ``name`` as an image generator; TypeError when it does not declare and implement it."""
-    engine = load(name, context)
-    if "image" not in engine.traits.kinds or not isinstance(engine, ImageEngine):
-        raise TypeError(f"The {name} engine does not generate images.")
-    return engine
+    return as_image(load(name, context))
 
 
 def describe(name: str, context: EngineContext | None = None) -> EngineInfo:

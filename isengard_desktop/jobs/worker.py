@@ -158,20 +158,20 @@ def _run_engine(job: dict[str, Any], channel: Channel) -> str:
     from engines import registry
     from engines.interface import GenerationRequest, TrainingSpec
 
-    context = _engine_context(job)
-    load = registry.load_training if job["kind"] == "training" else registry.load_image
-    try:
-        engine: Any = load(job["engine"], context)
-    except TypeError as exc:
-        channel.emit({"event": "error", "message": f"{exc} It cannot run {job['kind']} jobs."})
-        return "failed"
+    engine = registry.load(job["engine"], _engine_context(job))
     availability = engine.availability()
     if not availability.available:
         channel.emit({"event": "error", "message": availability.reason})
         return "failed"
+    cast = registry.as_training if job["kind"] == "training" else registry.as_image
+    try:
+        typed: Any = cast(engine)
+    except TypeError as exc:  # the job asks for a kind the engine does not declare
+        channel.emit({"event": "error", "message": str(exc)})
+        return "failed"
     if job["kind"] == "training":
-        return engine.train(TrainingSpec.from_dict(job["spec"]), channel.emit, channel.should_stop)
-    return engine.generate(GenerationRequest.from_dict(job["spec"]), channel.emit, channel.should_stop)
+        return typed.train(TrainingSpec.from_dict(job["spec"]), channel.emit, channel.should_stop)
+    return typed.generate(GenerationRequest.from_dict(job["spec"]), channel.emit, channel.should_stop)
 
 
 def run_job(job_dir: Path, channel: Channel) -> str:

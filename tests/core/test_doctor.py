@@ -101,6 +101,7 @@ def test_an_engine_whose_python_is_broken(ctx: AppContext) -> None:
     engine = ctx.volume.root / "engines" / "comfyui"
     (engine / "src").mkdir(parents=True)
     (engine / "src" / ".isengard-commit").write_text("a125cd84\n")
+    (engine / "src" / "main.py").write_text("")  # what makes the checkout ComfyUI's (engines/comfyui/paths.UPSTREAM)
     python = engine / "venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.write_text("#!/bin/sh\necho 'ImportError: libtorch_cuda.so: cannot open shared object file' >&2\nexit 1\n")
