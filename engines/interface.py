@@ -122,6 +122,12 @@ class Upstream:
     imports: tuple[str, ...]  # what its environment must import for the engine to start
     title: str  # how sentences name it ("AI-Toolkit")
     fallback: str = ""  # what to do instead while it is not installed ("or use the built-in diffusers engine")
+    # How ``isengard engines install`` builds its environment (VENDOR_PINS.json's requirements policy as data):
+    skip_requirements: tuple[str, ...] = ()  # requirement lines starting with these are left out
+    extra_packages: tuple[str, ...] = ()  # installed with the requirements
+    no_deps_packages: tuple[str, ...] = ()  # installed afterwards with --no-deps
+    remove_packages: tuple[str, ...] = ()  # uninstalled at the end
+    bitsandbytes: bool = False  # its low-VRAM presets need bitsandbytes (8-bit AdamW and weights; ERROR_LIST E1)
 
     def locate(self, engine_dir: Path | None, name: str) -> tuple[Path, Path] | str:
         """(checkout, python) to run, or a sentence saying why there is none and what to do.

@@ -37,8 +37,12 @@ from engines.interface import (
 
 log = structlog.get_logger(__name__)
 
-UPSTREAM = Upstream("ISENGARD_AITOOLKIT", "run.py", ("torch", "diffusers"), "AI-Toolkit",
-                    ", or use the built-in diffusers engine")
+UPSTREAM = Upstream(
+    "ISENGARD_AITOOLKIT", "run.py", ("torch", "diffusers"), "AI-Toolkit", ", or use the built-in diffusers engine",
+    skip_requirements=("git+", "setuptools", "torchao"),
+    extra_packages=("setuptools>=77.0.3,<81", "diffusers==0.39.*", "torchao==0.10.0"),
+    no_deps_packages=("torchaudio==2.11.0",), remove_packages=("triton",), bitsandbytes=True,
+)
 
 STOP_TIMEOUT_S = 60.0
 FAILURES = (  # (text in AI-Toolkit's output, what to tell the person)

@@ -13,8 +13,12 @@ from engines.interface import Upstream
 
 # How the ComfyUI the app runs is found and what its environment must import (its requirements plus the
 # Upscale toggle's spandrel): one declaration for the install check, the health report and the engine.
-UPSTREAM = Upstream("ISENGARD_COMFYUI", "main.py", ("torch", "torchvision", "aiohttp", "requests", "yaml", "spandrel"),
-                    "ComfyUI", ", or generate with the built-in diffusers engine")
+UPSTREAM = Upstream(
+    "ISENGARD_COMFYUI", "main.py", ("torch", "torchvision", "aiohttp", "requests", "yaml", "spandrel"), "ComfyUI",
+    ", or generate with the built-in diffusers engine",
+    skip_requirements=("torch", "torchvision", "torchaudio"),  # the install puts the pinned torch in first
+    extra_packages=("requests",),
+)
 
 
 def locate(engine_dir: Path | None = None) -> tuple[Path, Path] | str:

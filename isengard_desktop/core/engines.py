@@ -40,6 +40,16 @@ def upstream(name: str) -> Upstream:
     return declared
 
 
+def installable_engines() -> list[str]:
+    """The engines ``isengard engines install`` can install: those that declare an upstream checkout."""
+    return [name for name in registry.names() if registry.engine_class(name).traits.upstream is not None]
+
+
+def preferred(kind: str) -> str:
+    """The registered engine of ``kind`` that declares the first preference (its rank)."""
+    return min(registry.names(kind), key=lambda name: registry.engine_class(name).traits.rank)
+
+
 def load(volume: Volume, name: str) -> Engine:
     """Engine ``name``, made with its context in ``volume``."""
     return registry.load(name, engine_context(volume, name))

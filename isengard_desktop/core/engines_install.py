@@ -30,7 +30,7 @@ import structlog
 from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.base.mode import detect_gpu
 from isengard_desktop.core.engine_python import find_engine_python, venv_commands
-from isengard_desktop.core.engines import upstream
+from isengard_desktop.core.engines import installable_engines, upstream
 from isengard_desktop.core.engines_status import pins
 from isengard_desktop.storage.volume import Volume
 
@@ -38,20 +38,11 @@ log = structlog.get_logger(__name__)
 
 Progress = Callable[[int, int, str], None]  # done, total, what is happening
 
-# How each engine's environment is built (the requirements policy of VENDOR_PINS.json, as commands).
-REQUIREMENT_SKIPS = {"aitoolkit": ("git+", "setuptools", "torchao"), "comfyui": ("torch", "torchvision", "torchaudio")}
-EXTRA_PACKAGES = {"aitoolkit": ["setuptools>=77.0.3,<81", "diffusers==0.39.*", "torchao==0.10.0"],
-                  "comfyui": ["requests"]}
 # Entries of engines/<name>/ that an install builds and replaces; everything else there is carried over.
 OWNED = {"src", "venv", "install.json", "requirements.isengard.txt", "constraints.isengard.txt", "node_packs"}
 # A folder of local clones of the node packs, one per pin key (<dir>/<key>), used instead of cloning.
 NODE_SOURCES_ENV = "ISENGARD_CUSTOM_NODE_SOURCES"
-INSTALLABLE = ("aitoolkit", "comfyui")
-NO_DEPS_PACKAGES = {"aitoolkit": ["torchaudio==2.11.0"]}
-REMOVE_PACKAGES = {"aitoolkit": ["triton"]}
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
-# Engines whose low-VRAM presets need bitsandbytes (8-bit AdamW, 8-bit frozen transformer; ERROR_LIST E1).
-BITSANDBYTES_ENGINES = ("aitoolkit",)
 
 
 def torch_install_args(name: str, gpus: list, system: str | None = None) -> list[list[str]]:
@@ -68,7 +59,7 @@ def torch_install_args(name: str, gpus: list, system: str | None = None) -> list
     versions = dict(spec.split("==", 1) for spec in TORCH)
     build = choose_build(gpus, versions["torch"], system)
     commands = [[*(build.requirement(package, version) for package, version in versions.items()), *build.pip_args]]
-    if name in BITSANDBYTES_ENGINES:
+    if upstream(name).bitsandbytes:
         commands.append([f"bitsandbytes=={rules()['bitsandbytes']['version']}"])
     return commands
 
@@ -160,12 +151,12 @@ def build_environment(name: str, src: Path, venv: Path, log_file: Path, progress
         _run([*pip, *args], "Installing PyTorch", log_file)
     progress(3, 6, "Installing the engine's requirements")
     requirements = venv.parent / "requirements.isengard.txt"
-    skips = REQUIREMENT_SKIPS.get(name, ())
-    requirements.write_text("\n".join(_requirement_lines(src / "requirements.txt", skips)) + "\n")
-    _run([*pip, *EXTRA_PACKAGES.get(name, []), "-r", str(requirements)], "Installing the requirements", log_file)
-    if NO_DEPS_PACKAGES.get(name):
-        _run([*pip, "--no-deps", *NO_DEPS_PACKAGES[name]], "Installing extra packages", log_file)
-    for package in REMOVE_PACKAGES.get(name, []):
+    policy = upstream(name)  # what the engine declares about building its environment
+    requirements.write_text("\n".join(_requirement_lines(src / "requirements.txt", policy.skip_requirements)) + "\n")
+    _run([*pip, *policy.extra_packages, "-r", str(requirements)], "Installing the requirements", log_file)
+    if policy.no_deps_packages:
+        _run([*pip, "--no-deps", *policy.no_deps_packages], "Installing extra packages", log_file)
+    for package in policy.remove_packages:
         subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-y", "--quiet", package],
                        capture_output=True, check=False)
 
@@ -248,8 +239,9 @@ def install(name: str, volume_root: Path, source: Path | None = None, progress: 
     folder of clones named after the packs); packs without one are cloned from their repository."""
     if name not in pins()["engines"]:
         raise InstallError(f"There is no engine called {name!r} in the pins; known: {', '.join(pins()['engines'])}.")
-    if name not in INSTALLABLE:
-        raise InstallError(f"Installing {name} is not built yet; {', '.join(INSTALLABLE)} can be installed.")
+    installable = installable_engines()
+    if name not in installable:
+        raise InstallError(f"Installing {name} is not built yet; {', '.join(installable)} can be installed.")
     report = progress or (lambda done, total, what: None)
     find_engine_python()  # before any work: say at once when no Python here can build the environment
     from isengard_desktop.base.mode import query_gpus

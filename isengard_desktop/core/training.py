@@ -30,11 +30,12 @@ FAST_TEST_DISK_BYTES = DISK_MARGIN + 32 * 2**20
 RECOMMENDED_IMAGES = 10
 
 
-def base_models(volume: Volume, mode: str, engine: str = "diffusers") -> list[BaseModel]:
-    """Base models ``engine`` can train on in this volume, in the order to offer them (its own declaration)."""
-    from isengard_desktop.core.engines import load
+def base_models(volume: Volume, mode: str, engine: str | None = None) -> list[BaseModel]:
+    """Base models ``engine`` (by default the preferred trainer) can train on in this volume, in the order to offer
+    them: the engine's own declaration."""
+    from isengard_desktop.core.engines import load, preferred
 
-    trainer = load(volume, engine)
+    trainer = load(volume, engine or preferred("training"))
     if not isinstance(trainer, TrainingEngine):
         raise ValidationError(f"The {engine} engine does not train LoRAs.")
     return [trainer.base_model(mode == FAST_TEST)]
