@@ -78,7 +78,7 @@ def test_advanced_toggles_say_why_they_are_off_and_bad_input_is_explained(qtbot,
     qtbot.waitUntil(lambda: "ComfyUI" in tab.form.toggle_notes["upscale"].text(), timeout=20_000)
     for name, box in tab.form.toggles.items():
         assert not box.isEnabled(), name
-        assert "choose the ComfyUI engine" in tab.form.toggle_notes[name].text()
+        assert "does not offer this; choose ComfyUI (embedded) to use it" in tab.form.toggle_notes[name].text()
     assert "No trained LoRA yet" in tab.form.lora_note.text() and not tab.form.add_lora.isEnabled()
     tab.form.prompt.setPlainText("   ")
     tab.generate_button.click()
