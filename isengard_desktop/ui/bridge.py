@@ -11,11 +11,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
-from isengard_desktop.jobs.manager import JobManager
+if TYPE_CHECKING:  # the job manager is made after the window's first frame (issue 14): not imported before it
+    from isengard_desktop.jobs.manager import JobManager
 
 COALESCED = ("progress", "gpu")
 FLUSH_INTERVAL_MS = 50  # at most 20 coalesced updates a second
@@ -152,7 +153,8 @@ class JobBridge(QObject):
     state_changed = Signal(str, str)
     _deliver = Signal(str, object)
 
-    def __init__(self, jobs: JobManager) -> None:
+    def __init__(self, jobs: JobManager | None = None) -> None:
+        """Follows ``jobs`` now, or the manager given to attach() later."""
         super().__init__()
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], dict] = {}
@@ -161,7 +163,18 @@ class JobBridge(QObject):
         self._timer.setInterval(FLUSH_INTERVAL_MS)
         self._timer.timeout.connect(self._flush)
         self._timer.start()
-        self._unsubscribe = jobs.subscribe(self._on_job_event)
+        self._unsubscribe: Callable[[], None] | None = None
+        if jobs is not None:
+            self.attach(jobs)
+
+    @property
+    def attached(self) -> bool:
+        return self._unsubscribe is not None
+
+    def attach(self, jobs: JobManager) -> None:
+        """Follow the events of ``jobs`` (once; before any of its jobs starts, or their events are missed)."""
+        if self._unsubscribe is None:
+            self._unsubscribe = jobs.subscribe(self._on_job_event)
 
     def _on_job_event(self, job_id: str, event: dict) -> None:
         kind = event.get("event", "")
@@ -193,4 +206,5 @@ class JobBridge(QObject):
 
     def close(self) -> None:
         self._timer.stop()
-        self._unsubscribe()
+        if self._unsubscribe is not None:
+            self._unsubscribe()

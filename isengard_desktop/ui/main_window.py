@@ -3,6 +3,9 @@ the GPU and each engine's state."""
 
 from __future__ import annotations
 
+import importlib
+import sys
+
 from PySide6.QtCore import QObject, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QStackedWidget, QTabWidget, QWidget
@@ -43,6 +46,31 @@ def engine_states(ctx: AppContext) -> tuple[str, str]:
     return " · ".join(parts), "\n".join(tips)  # File → Settings shows details and installs
 
 
+# What the steps after the first frame import (the job manager; each engine and what its availability check
+# needs), leaves first: one module per turn of the event loop, as importing them at once stalled it for ~0.1 s and
+# a thread doing it left the window ~50 ms stalls on a loaded machine (E6). A module missing from this list is
+# imported with the first one that needs it: a slice grows, nothing breaks.
+STEP_IMPORTS = (
+    "engines.interface", "isengard_desktop.jobs.protocol", "tarfile", "isengard_desktop.core.remote.ssh",
+    "isengard_desktop.core.remote.sync", "isengard_desktop.storage.jobs_repo", "isengard_desktop.jobs.remote_job",
+    "isengard_desktop.jobs.manager", "csv", "socket", "calendar", "email.utils", "email.iterators", "email.message",
+    "importlib.abc", "importlib.metadata", "engines.registry", "isengard_desktop.core.engines",
+    "engines.aitoolkit.engine", "engines.comfyui.workflow", "engines.comfyui.engine", "hashlib", "http",
+    "email.parser", "ssl", "http.client", "urllib.request", "engines.comfyui.remote", "engines.diffusers.engine",
+    "engines.video",
+)
+
+
+def _import_step(name: str):
+    def step() -> None:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 (a broken engine is reported by the step that lists the engines)
+            pass
+
+    return step
+
+
 class _ServiceRelay(QObject):
     """Carries an engine server's state changes (reported on its threads) to the GUI thread."""
 
@@ -66,10 +94,10 @@ class MainWindow(QMainWindow):
     def __init__(self, ctx: AppContext) -> None:
         super().__init__()
         self.ctx = ctx
-        self._shown = self._after_frame_done = False
+        self._shown = self._after_frame_done = self._closing = self._offer_jobs_asked = False
         self.setWindowTitle(f"{APP_NAME} — {ctx.volume.root}")
         self.resize(1240, 800)
-        self.bridge = JobBridge(ctx.jobs)
+        self.bridge = JobBridge()  # follows the job manager from _follow_jobs: it is not needed for the first frame
         self.tabs = QTabWidget()
         self._built: dict[str, QWidget] = {}
         for _name, title in TABS:  # empty pages, replaced by the real tab before they are ever painted
@@ -119,6 +147,8 @@ class MainWindow(QMainWindow):
 
     def _make_tab(self, name: str, for_first_frame: bool) -> QWidget:
         # Each tab's module is imported here, when it is first needed: importing them all cost the first frame.
+        if name != "characters":  # every other tab shows or starts jobs
+            self._follow_jobs()
         if name == "characters":
             from isengard_desktop.ui.characters_tab import CharactersTab
 
@@ -148,10 +178,22 @@ class MainWindow(QMainWindow):
             if name in self._built:
                 self._built[name].refresh()
 
+    def _follow_jobs(self) -> None:
+        """Make the job manager and follow its events: before anything can start a job (a tab that starts jobs is
+        built, a page or dialog that downloads is opened, the first frame is shown)."""
+        self.bridge.attach(self.ctx.jobs)
+
     def offer_interrupted_jobs(self) -> None:
         """At start-up: jobs that were running when the app closed are offered for resume on the Training tab,
-        which is built for it only when there is such a job."""
+        which is built for it only when there is such a job. Asked before the first frame, it runs after it."""
+        if not self._after_frame_done:
+            self._offer_jobs_asked = True
+            return
+        if self._closing:
+            return
         from isengard_desktop.jobs.remote_job import reattachable
+
+        self._follow_jobs()
 
         recovered = [job for job in self.ctx.jobs.recover() if job.kind == "training"]
         if recovered or "training" in self._built or any(reattachable(job) for job in self.ctx.jobs.list()):
@@ -170,19 +212,40 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self, self._after_first_frame)  # once this frame is on screen
 
     def _after_first_frame(self) -> None:
-        """What the first frame does not need (issue 14): engine states, the GPU, ComfyUI, the chart library."""
+        """What the first frame does not need (issue 14): the job manager, the Training form's engines, engine
+        states, the GPU, ComfyUI, interrupted jobs, the chart library. One step per turn of the event loop:
+        together they would stall it (E6)."""
         if self._after_frame_done:
             return
         self._after_frame_done = True
+        imports = [_import_step(name) for name in STEP_IMPORTS if name not in sys.modules]
+        self._run_steps([*imports, self._follow_jobs, self._load_training_engines, self._show_engine_states,
+                         self._ask_gpu, self._start_comfyui, self._offer_if_asked, self._watch_chart])
+
+    def _run_steps(self, steps: list) -> None:
+        if steps and not self._closing:
+            steps[0]()
+            QTimer.singleShot(1, self, lambda: self._run_steps(steps[1:]))  # a timer lets events in between
+
+    def _load_training_engines(self) -> None:
         if "training" in self._built:
             self._built["training"].form.load_engines()
+
+    def _show_engine_states(self) -> None:
         text, tip = engine_states(self.ctx)
         self.engines_label.setText(text)
         self.engines_label.setToolTip(tip)
+
+    def _ask_gpu(self) -> None:
         # nvidia-smi can take a second: ask off the GUI thread.
         run_in_background(self, lambda _p, _c: detect_gpu(), on_done=lambda info: self.gpu_label.setText(
             f"GPU: {info.summary}"))
-        self._start_comfyui()
+
+    def _offer_if_asked(self) -> None:
+        if self._offer_jobs_asked:
+            self.offer_interrupted_jobs()
+
+    def _watch_chart(self) -> None:
         # The chart library loads when the Training tab is first shown (E6: not in the first seconds, when
         # loading it stalled the window), well before a person can press Start there.
         self.tabs.currentChanged.connect(self._preload_chart)
@@ -216,6 +279,7 @@ class MainWindow(QMainWindow):
         from isengard_desktop.ui.first_run import FirstRunPage
 
         if self.first_run is None:
+            self._follow_jobs()  # the page downloads models and installs engines as jobs
             self.first_run = FirstRunPage(self.ctx, self.bridge)
             self.first_run.finished.connect(self._first_run_finished)
             self.stack.addWidget(self.first_run)
@@ -271,6 +335,7 @@ class MainWindow(QMainWindow):
     def open_settings(self):
         from isengard_desktop.ui.settings_dialog import SettingsDialog
 
+        self._follow_jobs()  # the dialog downloads models as jobs
         dialog = SettingsDialog(self.ctx, self.bridge, self)
         dialog.first_run_requested.connect(self.show_first_run)
         dialog.open()
@@ -321,7 +386,7 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return
-        self._after_frame_done = True  # nothing deferred starts once the window is closing
+        self._after_frame_done = self._closing = True  # nothing deferred starts once the window is closing
         self.ctx.jobs.shutdown(wait=60)
         self.bridge.close()
         for name in ("dataset", "generate"):
