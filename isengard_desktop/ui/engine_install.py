@@ -15,7 +15,15 @@ from isengard_desktop.base.log import correlation
 from isengard_desktop.context import AppContext
 from isengard_desktop.ui.bridge import run_in_background
 
-ENGINE_TITLES = {"aitoolkit": "AI-Toolkit", "comfyui": "ComfyUI"}
+
+def engine_title(name: str) -> str:
+    """How sentences name an installable engine: its declared ``Upstream.title`` ("AI-Toolkit")."""
+    from isengard_desktop.core.engines import upstream
+
+    try:
+        return upstream(name).title
+    except (LookupError, TypeError):  # not a registered engine with an upstream: its name is all there is
+        return name
 
 
 def install_engine(parent: QWidget, ctx: AppContext, name: str,
@@ -23,7 +31,7 @@ def install_engine(parent: QWidget, ctx: AppContext, name: str,
     """Install (or repair) ``name`` into the volume in the background; ``on_finished(ok)`` runs on the GUI thread."""
     from isengard_desktop.core.engines_install import install
 
-    title = ENGINE_TITLES.get(name, name)
+    title = engine_title(name)
     dialog = QProgressDialog(f"Installing {title}…", "", 0, 6, parent)
     dialog.setWindowTitle(f"Installing {title}")
     dialog.setCancelButton(None)  # a half-built environment is thrown away anyway; nothing to cancel into

@@ -15,7 +15,7 @@ from isengard_desktop.base.log import correlation
 from isengard_desktop.base.mode import FAST_TEST
 from isengard_desktop.context import AppContext
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
-from isengard_desktop.ui.engine_install import ENGINE_TITLES, install_engine
+from isengard_desktop.ui.engine_install import engine_title, install_engine
 from isengard_desktop.ui.model_download import ModelDownloadPanel
 from isengard_desktop.ui.widgets import button, label
 
@@ -93,7 +93,7 @@ class FirstRunPage(QWidget):
 
         for name in pins()["engines"]:
             row = QHBoxLayout()
-            row.addWidget(label(f"<b>{ENGINE_TITLES.get(name, name)}</b> — {ENGINE_ROLES.get(name, '')}"), 1)
+            row.addWidget(label(f"<b>{engine_title(name)}</b> — {ENGINE_ROLES.get(name, '')}"), 1)
             state = label("checking…", "muted", wrap=False)
             self.engine_labels[name] = state
             row.addWidget(state)
