@@ -24,7 +24,12 @@ def hub(fake_hub: FakeHub) -> FakeHub:
 
 
 @pytest.fixture
-def production(tmp_path: Path, test_keyring: Path) -> Iterator[AppContext]:
+def production(tmp_path: Path, test_keyring: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppContext]:
+    # The token row only: the installed engines' health checks (torch imported in each engine's environment, ~10 s
+    # of CPU per run of the checks) are tests/core/test_doctor.py's.
+    for variable in ("ISENGARD_COMFYUI_DIR", "ISENGARD_COMFYUI_PYTHON", "ISENGARD_AITOOLKIT_DIR",
+                     "ISENGARD_AITOOLKIT_PYTHON"):
+        monkeypatch.delenv(variable, raising=False)
     ctx = AppContext.open(tmp_path / "vol", "production")
     yield ctx
     ctx.close()

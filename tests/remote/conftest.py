@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -110,9 +111,10 @@ def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer
     bare_config = base / "ssh_config_bare"
     bare_config.write_text(f"Host *\n  UserKnownHostsFile {empty_known}\n{common}")
     remote_root = tmp_path_factory.mktemp("remote-volumes")
-    # The tests' shared connections live in a folder of their own, closed at the end (no ssh left behind).
-    control = tmp_path_factory.mktemp("sshctl")
-    os.chmod(control, 0o700)
+    # The tests' shared connections live in a folder of their own, closed at the end (no ssh left behind). A short
+    # path: a pytest-xdist worker's temporary folders (.../popen-gw1/...) make ssh's socket names longer than the
+    # 108 bytes a Unix socket may have.
+    control = Path(tempfile.mkdtemp(prefix="isengard-sshctl-"))  # made 0700
     previous_control = os.environ.get(CONTROL_DIR_ENV)
     os.environ[CONTROL_DIR_ENV] = str(control)
     server = SshdServer(port, getpass.getuser(), client_key, wrong_key, known_hosts, ssh_config, bare_config,
@@ -121,6 +123,7 @@ def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer
         yield server
     finally:
         close_all(control)
+        shutil.rmtree(control, ignore_errors=True)
         if previous_control is None:
             os.environ.pop(CONTROL_DIR_ENV, None)
         else:

@@ -8,6 +8,7 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
@@ -21,8 +22,16 @@ def names(panel: DoctorPanel) -> list[str]:
     return [row["name"].text() for row in panel.rows]
 
 
-def test_rows_and_run_again(qtbot, ctx, monkeypatch) -> None:
-    monkeypatch.delenv("ISENGARD_COMFYUI_DIR", raising=False)
+@pytest.fixture(autouse=True)
+def no_dev_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The panel's rows, not the engines' health checks (tests/core/test_doctor.py): those import torch in each
+    installed engine's environment, ~10 s of CPU per run of the checks."""
+    for variable in ("ISENGARD_COMFYUI_DIR", "ISENGARD_COMFYUI_PYTHON", "ISENGARD_AITOOLKIT_DIR",
+                     "ISENGARD_AITOOLKIT_PYTHON"):
+        monkeypatch.delenv(variable, raising=False)
+
+
+def test_rows_and_run_again(qtbot, ctx) -> None:
     panel = DoctorPanel(ctx, online=False, gpus=[], run_now=False)
     qtbot.addWidget(panel)
     panel.show()
