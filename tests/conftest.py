@@ -118,6 +118,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
             report.longrepr = f"a real-engine test skipped although CI installed the engines: {reason}"
 
 
+# The suite runs on two pytest-xdist workers (README "Tests and CI": `-n 2 --dist loadgroup`). Tests that must not
+# run beside one another share a group, and a group runs on one worker, one test after another:
+# - comfyui / aitoolkit: the tests that start that real engine (found by the skip reason they give without it, as
+#   above): two ComfyUIs at once could need 2 x 11 GB (the FLUX-shaped test), and they share the test cache's models;
+# - sshd: tests/remote, which share one sshd and one bootstrapped loopback remote per worker (session fixtures).
+# xdist hands out the biggest groups first, so the long chains start at once and single tests fill in around them.
+# tests/ui is not grouped: each worker is its own process with its own QApplication.
+ENGINE_GROUPS = {"ISENGARD_COMFYUI_DIR": "comfyui", "ISENGARD_AITOOLKIT_DIR": "aitoolkit"}
+REMOTE_TESTS = Path(__file__).resolve().parent / "remote"
+
+
+def xdist_group_of(item: pytest.Item) -> str | None:
+    for mark in item.iter_markers("skipif"):
+        reason = str(mark.kwargs.get("reason", ""))
+        for variable, group in ENGINE_GROUPS.items():
+            if variable in reason:
+                return group
+    return "sshd" if REMOTE_TESTS in Path(str(item.path)).parents else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = xdist_group_of(item)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[AppContext]:
     """A fresh fast-test volume with its job manager, shut down after the test."""
