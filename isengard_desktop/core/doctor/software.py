@@ -175,7 +175,9 @@ def _loopback(address: str) -> bool:
 
 def comfyui_check(facts: Facts) -> list[Check]:
     """ComfyUI has no authentication: while it runs it must listen on 127.0.0.1 only (SPEC §8)."""
-    state_file = facts.ctx.volume.root / "engines" / "comfyui" / "run" / "server.json"
+    from engines.comfyui import paths  # where the supervisor writes the running server down (pid, port)
+
+    state_file = paths.state_file(facts.ctx.volume.root)
     name = "ComfyUI network"
     try:
         data = json.loads(state_file.read_text(encoding="utf-8"))
