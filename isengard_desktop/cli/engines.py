@@ -42,7 +42,7 @@ def install_cmd(ctx: AppContext, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(record)
     else:
-        say(f"{args.name} installed at {record['commit'][:12]} in {ctx.volume.root / 'engines' / args.name}")
+        say(f"{args.name} installed at {record['commit'][:12]} in {ctx.volume.engine_dir(args.name)}")
     return 0
 
 
