@@ -20,6 +20,7 @@ from PIL import Image
 from engines.comfyui.paths import locate
 from isengard_desktop.context import AppContext
 from isengard_desktop.core import generation
+from tests.engines.comfyui.flux_shaped import copy_node_packs
 
 LOCATED = locate() if os.environ.get("ISENGARD_COMFYUI_DIR") else "ISENGARD_COMFYUI_DIR is not set"
 pytestmark = [
@@ -41,7 +42,9 @@ def fast_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppContext]:
         checkout, python = LOCATED  # type: ignore[misc]
         checkpoint = ensure(CACHE, checkout, python)["checkpoint"]
         ctx = AppContext.open(tmp_path_factory.mktemp("fast") / "vol", "fast-test")
-        _copy_node_packs(checkout, ctx.volume.root)
+        missing = copy_node_packs(checkout, ctx.volume.root)
+        if missing is not None:
+            pytest.skip(f"the pinned node packs are not installed beside this ComfyUI ({missing})")
         target = ctx.volume.models_dir / FILES["checkpoint"]
         target.parent.mkdir(parents=True, exist_ok=True)
         os.link(checkpoint, target)
@@ -53,21 +56,6 @@ def fast_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppContext]:
         assert service.status().state == "ready", service.status().detail
         yield ctx
         ctx.close()
-
-
-def _copy_node_packs(checkout: Path, volume_root: Path) -> None:
-    """The pinned node packs `isengard engines install comfyui` put beside the checkout, copied into this volume's
-    ComfyUI base folder (copied, not linked: a pack may write its settings into its own folder)."""
-    import shutil
-
-    from engines.comfyui.paths import base_dir
-
-    installed = Path(checkout).parent / "base" / "custom_nodes"
-    packs = [p for p in installed.iterdir() if p.is_dir()] if installed.is_dir() else []
-    if not any(p.name == "ComfyUI-Impact-Pack" for p in packs):
-        pytest.skip(f"the pinned node packs are not installed beside this ComfyUI ({installed})")
-    for pack in packs:
-        shutil.copytree(pack, base_dir(volume_root) / "custom_nodes" / pack.name, symlinks=True)
 
 
 def _generate(ctx: AppContext, **advanced) -> np.ndarray:

@@ -43,6 +43,7 @@ class FluxSetup:
     lora: Path  # the app's format, built with the model files
     aitoolkit_lora: Path | None  # trained by AI-Toolkit on the same model; None without AI-Toolkit
     training_seconds: float = 0.0
+    no_node_packs: Path | None = None  # where the pinned node packs were looked for in vain
 
 
 def _train_with_aitoolkit(ctx: AppContext, comfyui_flux: Path, photos: Path) -> Path:
@@ -69,9 +70,22 @@ def _train_with_aitoolkit(ctx: AppContext, comfyui_flux: Path, photos: Path) -> 
     return Path(final.result["lora"])
 
 
+def _add_ipadapter_models(ctx: AppContext) -> None:
+    """The IP-Adapter-shaped file and SigLIP-shaped folder, linked where the pack looks (models/ipadapter-flux and
+    models/clip_vision/siglip-so400m-patch14-384)."""
+    from tests.engines.comfyui.ipadapter_shaped import SIGLIP, ensure_ipadapter_shaped
+
+    adapter, siglip = ensure_ipadapter_shaped(CACHE)
+    for folder, sources in ((ctx.volume.models_dir / "ipadapter-flux", [adapter]),
+                            (ctx.volume.models_dir / "clip_vision" / SIGLIP, sorted(siglip.iterdir()))):
+        folder.mkdir(parents=True, exist_ok=True)
+        for source in sources:
+            os.link(source, folder / source.name)
+
+
 @pytest.fixture(scope="module")
 def flux_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FluxSetup]:
-    from tests.engines.comfyui.flux_shaped import ensure_flux_shaped, start_comfyui_with
+    from tests.engines.comfyui.flux_shaped import copy_node_packs, ensure_flux_shaped, start_comfyui_with
 
     # Module-wide, and undone after the module: no other test inherits this mode.
     with pytest.MonkeyPatch.context() as patch:
@@ -86,6 +100,8 @@ def flux_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FluxSetup]:
                 started = time.monotonic()
                 setup.aitoolkit_lora = _train_with_aitoolkit(ctx, files["diffusion_models"], root / "photos")
                 setup.training_seconds = time.monotonic() - started
+            setup.no_node_packs = copy_node_packs(checkout, ctx.volume.root)
+            _add_ipadapter_models(ctx)
             start_comfyui_with(ctx, files)
             yield setup
         finally:
@@ -126,3 +142,22 @@ def test_a_lora_trained_by_aitoolkit_changes_the_flux_picture(flux_ctx: FluxSetu
     assert np.abs(with_lora - zero).mean() > 0.5, "AI-Toolkit's two steps changed nothing ComfyUI draws"
     log = log_file.read_text()[seen:]
     assert "lora key not loaded" not in log  # every key AI-Toolkit wrote found its FLUX weight
+
+
+def test_ipadapter_reference_face_reaches_the_flux_picture(flux_ctx: FluxSetup, tmp_path: Path) -> None:
+    from tests.engines.comfyui.flux_shaped import flux_image
+
+    if flux_ctx.no_node_packs is not None:
+        pytest.skip(f"the pinned node packs are not installed beside this ComfyUI ({flux_ctx.no_node_packs})")
+    ctx = flux_ctx.ctx
+    references = []
+    for name, colour in (("red", (220, 30, 30)), ("blue", (30, 40, 220))):
+        image = Image.new("RGB", (64, 64), colour)
+        ImageDraw.Draw(image).ellipse((16, 8, 48, 56), fill=(240, 200, 160))
+        image.save(tmp_path / f"{name}.png")
+        references.append(tmp_path / f"{name}.png")
+    plain = flux_image(ctx, None)
+    red = flux_image(ctx, None, advanced={"ipadapter": {"image": str(references[0]), "strength": 1.0}})
+    blue = flux_image(ctx, None, advanced={"ipadapter": {"image": str(references[1]), "strength": 1.0}})
+    assert np.abs(red - plain).mean() > 0.5, "the IP-Adapter changed nothing"
+    assert np.abs(red - blue).mean() > 0.5, "the reference picture does not reach the generated one"

@@ -43,6 +43,24 @@ FOLDERS = {"diffusion_models": "diffusion_models", "text_encoders_clip": "text_e
            "text_encoders_t5": "text_encoders", "vae": "vae", "loras": "loras"}
 
 
+def copy_node_packs(checkout: Path, volume_root: Path) -> Path | None:
+    """The pinned node packs `isengard engines install comfyui` put beside the checkout, copied into this volume's
+    ComfyUI base folder (copied, not linked: a pack may write its settings into its own folder).
+
+    Returns None when done, else the folder where the packs were looked for in vain."""
+    import shutil
+
+    from engines.comfyui.paths import base_dir
+
+    installed = Path(checkout).parent / "base" / "custom_nodes"
+    packs = [p for p in installed.iterdir() if p.is_dir()] if installed.is_dir() else []
+    if not any(p.name == "ComfyUI-Impact-Pack" for p in packs):
+        return installed
+    for pack in packs:
+        shutil.copytree(pack, base_dir(volume_root) / "custom_nodes" / pack.name, symlinks=True)
+    return None
+
+
 def start_comfyui_with(ctx: Any, files: dict[str, Path]) -> None:
     """Hard-link the FLUX-shaped files into the volume's model folders and start its ComfyUI (ready or fail)."""
     for role, path in files.items():
