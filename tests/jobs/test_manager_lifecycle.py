@@ -59,3 +59,27 @@ def test_jobs_left_running_by_a_dead_app_become_interrupted(tmp_path: Path) -> N
         assert reopened.jobs.recover() == []  # only once
     finally:
         reopened.close()
+
+
+def test_a_job_run_in_an_apps_thread_is_interrupted_only_when_that_app_is_gone(tmp_path: Path) -> None:
+    """ComfyUI jobs run in a thread of the app or CLI that started them (jobs/inprocess.py): the row's pid is that
+    process. Recovery leaves the job alone while that Isengard process lives and takes it back once it is gone."""
+    import subprocess
+    import sys
+
+    ctx = AppContext.open(tmp_path / "vol", "fast-test")
+    # Another Isengard process, alive: a stand-in whose command line names isengard, as the CLI's and window's do.
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "isengard"])
+    try:
+        for job_id, pid in (("20260101-000000-live01", other.pid), ("20260101-000000-dead02", 2**22 + 12346)):
+            ctx.jobs.repo.insert(job_id, "generation", "comfyui", None, {"spec": {}}, f"jobs/{job_id}", "cid")
+            ctx.jobs.repo.set_state(job_id, "running", pid=pid)
+        assert [job.id for job in ctx.jobs.recover()] == ["20260101-000000-dead02"]
+        assert ctx.jobs.get("20260101-000000-live01").state == "running"
+        other.kill()
+        other.wait()
+        assert [job.id for job in ctx.jobs.recover()] == ["20260101-000000-live01"]
+        assert ctx.jobs.get("20260101-000000-live01").state == "interrupted"
+    finally:
+        other.kill()
+        ctx.close()
