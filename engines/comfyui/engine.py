@@ -128,7 +128,7 @@ class ComfyUIEngine(Engine):
         """ComfyUI picks FLUX.1-dev's files (or a checkpoint) from its folders; fast-test builds its tiny one.
         Whether they are there is known only once the server answers (``generate`` checks before submitting)."""
         if fast_test:
-            return BaseModel(FAST_TEST_MODEL, "fast-test checkpoint", True)
+            return BaseModel(FAST_TEST_MODEL, "tiny SD1.5-shaped checkpoint (fast-test)", True)
         return BaseModel("auto", "FLUX.1-dev", True)
 
     def service(self) -> EngineService:

@@ -3,6 +3,7 @@ batch count and the Advanced toggles, each toggle showing whether it can run her
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engines.interface import ASPECT_PRESETS, Availability, Toggle
+from engines.flux_base import TINY_MODEL
+from engines.interface import ASPECT_PRESETS, Availability, BaseModel, Toggle
 from engines.registry import EngineInfo
 from isengard_desktop.core import generation
 from isengard_desktop.ui.widgets import button, label
@@ -67,10 +69,13 @@ class LoraRow(QWidget):
 
 
 class GenerateForm(QWidget):
-    def __init__(self, mode: str, toggles: list[Toggle] | None = None) -> None:
-        """``toggles``: the Advanced toggles to offer, by default every one an image engine declares."""
+    def __init__(self, mode: str, toggles: list[Toggle] | None = None,
+                 fast_test_model: Callable[[str], BaseModel | None] | None = None) -> None:
+        """``toggles``: the Advanced toggles to offer, by default every one an image engine declares.
+        ``fast_test_model``: the base model an engine declares for fast-test mode (the tab asks the engine)."""
         super().__init__()
         self.mode = mode
+        self.fast_test_model = fast_test_model
         if toggles is None:
             from engines.registry import toggles as declared
 
@@ -212,12 +217,23 @@ class GenerateForm(QWidget):
     def show_lora_note(self) -> None:
         if not self.options:
             self.lora_note.setText("No trained LoRA yet: train a character on the Training tab.")
-        elif self.mode == "fast-test" and self.engine.currentData() == "comfyui":
-            # ComfyUI cannot run the tiny FLUX (it fixes FLUX's widths): fast-test gives it an SD1.5-shaped model.
-            self.lora_note.setText("Fast-test: ComfyUI runs a tiny SD1.5-shaped model, which the tiny FLUX LoRAs "
-                                   "trained here do not fit; use them with the built-in engine.")
         else:
-            self.lora_note.setText("")
+            self.lora_note.setText(self._fast_test_mismatch())
+
+    def _fast_test_mismatch(self) -> str:
+        """In fast-test mode the LoRAs trained here are tiny-FLUX LoRAs: a sentence when the chosen engine's declared
+        fast-test model is another one (ComfyUI's tiny SD1.5-shaped checkpoint: ComfyUI fixes FLUX's widths)."""
+        engine = self.engine.currentData()
+        if self.mode != "fast-test" or not engine or self.fast_test_model is None:
+            return ""
+        model = self.fast_test_model(engine)
+        if model is None or model.id == TINY_MODEL:
+            return ""
+        titles = getattr(self, "engine_titles", {})
+        fitting = [titles[name] for name in titles if getattr(self.fast_test_model(name), "id", "") == TINY_MODEL]
+        instead = f"; use them with {' or '.join(fitting)}" if fitting else ""
+        return (f"Fast-test: {titles.get(engine, engine)} uses the {model.name}, which the tiny FLUX LoRAs trained "
+                f"here do not fit{instead}.")
 
     def set_readiness(self, readiness: dict[str, Availability] | None) -> None:
         """Each toggle's verdict for the chosen engine; None means "checking again", which keeps what the person

@@ -31,6 +31,15 @@ def _engines(ctx: AppContext) -> list:
     return list_engines(ctx.volume, "image")
 
 
+def _fast_test_model(ctx: AppContext, engine: str):
+    """The base model ``engine`` declares for fast-test mode (making the engine is cheap: no torch, no I/O)."""
+    from engines.interface import ImageEngine
+    from isengard_desktop.core.engines import load
+
+    generator = load(ctx.volume, engine)
+    return generator.base_model(True) if isinstance(generator, ImageEngine) else None
+
+
 def _readiness(ctx: AppContext, engine: str) -> dict[str, Availability]:
     from engines.interface import ImageEngine
     from isengard_desktop.core.engines import load
@@ -54,7 +63,7 @@ class GenerateTab(QWidget):
         header.addStretch(1)
         outer.addLayout(header)
 
-        self.form = GenerateForm(ctx.mode)
+        self.form = GenerateForm(ctx.mode, fast_test_model=lambda engine: _fast_test_model(ctx, engine))
         self.generate_button = button("Generate", primary=True)
         self.cancel_button = button("Cancel")
         self.cancel_button.setEnabled(False)
