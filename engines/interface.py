@@ -43,7 +43,7 @@ from engines.traits import (  # noqa: F401  (re-exported: the contract's names a
     Upstream,
 )
 
-API_VERSION = 1
+API_VERSION = 2  # 2: engines subclass Engine, declare EngineTraits and are made with an EngineContext
 
 Emit = Callable[[dict[str, Any]], None]
 ShouldStop = Callable[[], bool]
