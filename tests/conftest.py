@@ -138,11 +138,25 @@ def xdist_group_of(item: pytest.Item) -> str | None:
     return "sshd" if REMOTE_TESTS in Path(str(item.path)).parents else None
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups from the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         group = xdist_group_of(item)
         if group is not None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
+        if group is not None and config.getoption("loadgroup", False):
+            _name_the_group(item, group)
+
+
+def _name_the_group(item: pytest.Item, group: str) -> None:
+    """Append ``@group`` to the test's id in a worker, which is how xdist's loadgroup finds a group. xdist 3.8 writes
+    it into ``item._nodeid``, which pytest 9.2 no longer reads (the id is ``item._id``, a NodeId): without this
+    every group would be scattered over both workers (seen: the remote bootstrapped once per worker)."""
+    if hasattr(item, "_nodeid") or not hasattr(item, "_id") or "@" in item.nodeid.rpartition("]")[2]:
+        return  # an older pytest, where xdist's own renaming works
+    from _pytest.nodeid import NodeId
+
+    item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
 @pytest.fixture

@@ -25,10 +25,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_flux(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     from engines.diffusers.tiny_model import ensure_tiny_flux
 
-    return ensure_tiny_flux(tmp_path_factory.mktemp("models"))
+    # Under pytest-xdist the workers' temporary folders share a parent: the first worker builds the model there
+    # and the other finds it (ensure_tiny_flux publishes it by a rename).
+    base = tmp_path_factory.getbasetemp()
+    return ensure_tiny_flux((base.parent if worker_id != "master" else base) / "models")
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from isengard_desktop.core.remote.bootstrap import RemoteInstall, ensure_bootstrapped
 from isengard_desktop.core.remote.ssh import CONFIG_ENV, CONTROL_DIR_ENV, Remote, close_all
 from tests.conftest import stop_process
 
@@ -130,6 +132,29 @@ def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer
             os.environ[CONTROL_DIR_ENV] = previous_control
         stop_process(proc, timeout=10)
         log_file.close()
+
+
+@dataclass(frozen=True)
+class FirstBootstrap:
+    install: RemoteInstall
+    lines: list[str]  # the progress lines of the first install
+    seconds: float  # how long the first install took
+
+
+@pytest.fixture(scope="session")
+def first_bootstrap(sshd_server: SshdServer) -> FirstBootstrap:
+    """The loopback remote ``gpu1`` bootstrapped once for the session (a venv, torch, the app: about a minute of
+    pip), with the lines and time of that first install: tests/remote/test_remotes_bootstrap.py checks the first
+    install and what follows it, the remote-jobs tests run their jobs on it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CONFIG_ENV, str(sshd_server.config))
+        remote = sshd_server.remote("gpu1", folder=str(sshd_server.remote_root / "boot"))
+        lines: list[str] = []
+        started = time.monotonic()
+        install = ensure_bootstrapped(remote, lines.append)
+        seconds = time.monotonic() - started
+        sys.stderr.write(f"\nbootstrap of the loopback remote: {seconds:.1f} s\n")
+        return FirstBootstrap(install, lines, seconds)
 
 
 @pytest.fixture

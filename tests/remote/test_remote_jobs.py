@@ -24,12 +24,11 @@ import pytest
 from PIL import Image
 
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.remote import ssh
-from isengard_desktop.core.remote.bootstrap import RemoteInstall, ensure_bootstrapped
+from isengard_desktop.core.remote.bootstrap import RemoteInstall
 from isengard_desktop.core.remote.registry import add_remote
 from isengard_desktop.core.remote.ssh import Remote
 from isengard_desktop.core.remote.sync import RemoteSide, sync_inputs
-from tests.remote.conftest import SshdServer
+from tests.remote.conftest import FirstBootstrap, SshdServer
 
 pytestmark = pytest.mark.slow
 # The window test's QApplication reads the platform once, when pytest-qt makes it (as tests/ui/conftest.py sets it).
@@ -40,11 +39,9 @@ REMOTE = "gpu1"
 
 
 @pytest.fixture(scope="session")
-def remote_install(sshd_server: SshdServer) -> RemoteInstall:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(ssh.CONFIG_ENV, str(sshd_server.config))
-        remote = sshd_server.remote(REMOTE, folder=str(sshd_server.remote_root / "boot"))
-        return ensure_bootstrapped(remote)
+def remote_install(first_bootstrap: FirstBootstrap) -> RemoteInstall:
+    assert first_bootstrap.install.remote.name == REMOTE
+    return first_bootstrap.install
 
 
 def _photos(folder: Path, count: int, side: int = 80) -> list[Path]:

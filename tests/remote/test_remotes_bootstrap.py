@@ -1,6 +1,7 @@
 """Bootstrap on the loopback remote: the first use installs this version of the app in the remote folder (a venv,
 torch by the first-run rule, the worker dependencies, the app's files); a later use only checks it. The install
-happens once for the module (it is the slow part: pip installs torch and friends from the local wheels)."""
+happens once for the session, shared with the remote-jobs tests (tests/remote/conftest.py `first_bootstrap`: it is
+the slow part, pip installs torch and friends from the local wheels)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,36 +18,28 @@ from isengard_desktop import __version__
 from isengard_desktop.core.remote import ssh
 from isengard_desktop.core.remote.bootstrap import RemoteInstall, ensure_bootstrapped
 from isengard_desktop.core.remote.check import check_remote
-from tests.remote.conftest import SshdServer
+from tests.remote.conftest import FirstBootstrap, SshdServer
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def bootstrapped(sshd_server: SshdServer) -> Iterator[tuple[RemoteInstall, list[str], float]]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(ssh.CONFIG_ENV, str(sshd_server.config))
-        # A folder of this module's own: the remote-jobs tests bootstrap "boot" for the session, and this module
-        # must see a first install.
-        remote = sshd_server.remote("boot", folder=str(sshd_server.remote_root / "boot-first-use"))
-        lines: list[str] = []
-        started = time.monotonic()
-        install = ensure_bootstrapped(remote, lines.append)
-        seconds = time.monotonic() - started
-        sys.stderr.write(f"\nbootstrap of the loopback remote: {seconds:.1f} s\n")
-        yield install, lines, seconds
+def bootstrapped(first_bootstrap: FirstBootstrap) -> tuple[RemoteInstall, list[str], float]:
+    """The session's first install of the loopback remote (tests/remote/conftest.py), whichever test asked first:
+    its lines and time are those of the first use."""
+    return first_bootstrap.install, first_bootstrap.lines, first_bootstrap.seconds
 
 
 def test_first_use_installs_the_app_with_progress(bootstrapped: tuple[RemoteInstall, list[str], float],
                                                   ssh_env: SshdServer) -> None:
     install, lines, _seconds = bootstrapped
     folder = Path(install.folder)
-    assert folder == ssh_env.remote_root / "boot-first-use"
+    assert folder == ssh_env.remote_root / "boot"
     # Progress a person can follow: the check, the environment, torch for the CPU, the dependencies, the app.
-    assert lines[0].startswith("Checking boot")
+    assert lines[0].startswith(f"Checking {install.remote.name} (")
     assert any("Creating the Python environment" in line for line in lines)
     assert any(line.startswith("Installing torch==2.13.0 for the CPU") for line in lines)
-    assert lines[-1].startswith(f"boot has Isengard Desktop {__version__} (torch 2.13.0")
+    assert lines[-1].startswith(f"{install.remote.name} has Isengard Desktop {__version__} (torch 2.13.0")
     # Everything lives in the remote folder: its own venv, the app's files, a volume, the record.
     record = json.loads((folder / "installed.json").read_text())
     assert record["version"] == __version__ and record["torch"].startswith("2.13.0")
@@ -71,7 +63,9 @@ def test_a_later_use_only_checks_the_version(bootstrapped: tuple[RemoteInstall, 
     started = time.monotonic()
     again = ensure_bootstrapped(install.remote, lines.append)
     seconds = time.monotonic() - started
-    assert lines == [f"Checking boot ({install.remote.address})", f"boot has Isengard Desktop {__version__} already"]
+    name = install.remote.name
+    assert lines == [f"Checking {name} ({install.remote.address})",
+                     f"{name} has Isengard Desktop {__version__} already"]
     assert again.folder == install.folder and seconds < 5 < first
     report = check_remote(install.remote)
     assert report.same_version and report.app_state == f"installed ({__version__})"
@@ -131,8 +125,9 @@ def test_an_install_waits_for_another_one_in_the_same_folder(bootstrapped: tuple
     while not any(line.startswith("Waiting for another install") for line in lines) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
-    assert lines == [f"Checking boot ({install.remote.address})",
-                     "Waiting for another install of the app on boot to finish"]
+    name = install.remote.name
+    assert lines == [f"Checking {name} ({install.remote.address})",
+                     f"Waiting for another install of the app on {name} to finish"]
     (folder / ".bootstrap-lock").rmdir()  # the other one ends
     worker.join(60)
-    assert lines[-1].startswith("boot has Isengard Desktop") and not (folder / ".bootstrap-lock").exists()
+    assert lines[-1].startswith(f"{name} has Isengard Desktop") and not (folder / ".bootstrap-lock").exists()
