@@ -121,31 +121,49 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 # The suite runs on two pytest-xdist workers (README "Tests and CI": `-n 2 --dist loadgroup`). Tests that must not
 # run beside one another share a group, and a group runs on one worker, one test after another:
 # - comfyui / aitoolkit: the tests that start that real engine (found by the skip reason they give without it, as
-#   above): two ComfyUIs at once could need 2 x 11 GB (the FLUX-shaped test), and they share the test cache's models;
+#   above): they share the test cache's models, and two of the same engine at once would double their memory;
+# - comfyui-flux: the FLUX-shaped ComfyUI test (after two real AI-Toolkit steps on that model; ComfyUI peaks at
+#   15.6 GB and it is the longest module): alone, so that it starts first and no second FLUX-shaped run joins it;
 # - sshd: tests/remote, which share one sshd and one bootstrapped loopback remote per worker (session fixtures).
-# xdist hands out the biggest groups first, so the long chains start at once and single tests fill in around them.
+# The groups go out first, the longest first (GROUP_ORDER), and the single tests fill in around them.
 # tests/ui is not grouped: each worker is its own process with its own QApplication.
+TESTS = Path(__file__).resolve().parent
 ENGINE_GROUPS = {"ISENGARD_COMFYUI_DIR": "comfyui", "ISENGARD_AITOOLKIT_DIR": "aitoolkit"}
-REMOTE_TESTS = Path(__file__).resolve().parent / "remote"
+MODULE_GROUPS = {TESTS / "jobs" / "test_comfyui_flux.py": "comfyui-flux"}
+GROUP_ORDER = ("comfyui-flux", "sshd", "comfyui", "aitoolkit")
 
 
 def xdist_group_of(item: pytest.Item) -> str | None:
+    path = Path(str(item.path))
+    if path in MODULE_GROUPS:
+        return MODULE_GROUPS[path]
     for mark in item.iter_markers("skipif"):
         reason = str(mark.kwargs.get("reason", ""))
         for variable, group in ENGINE_GROUPS.items():
             if variable in reason:
                 return group
-    return "sshd" if REMOTE_TESTS in Path(str(item.path)).parents else None
+    return "sshd" if TESTS / "remote" in path.parents else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist would hand out the groups by their number of tests; GROUP_ORDER (below) puts the longest first instead.
+    if getattr(config.option, "dist", "no") == "loadgroup":
+        config.option.loadscopereorder = False
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups from the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    groups: dict[int, str | None] = {}
     for item in items:
-        group = xdist_group_of(item)
-        if group is not None and item.get_closest_marker("xdist_group") is None:
+        mark = item.get_closest_marker("xdist_group")
+        group = groups[id(item)] = mark.args[0] if mark and mark.args else xdist_group_of(item)
+        if group is not None and mark is None:
             item.add_marker(pytest.mark.xdist_group(group))
         if group is not None and config.getoption("loadgroup", False):
             _name_the_group(item, group)
+    if config.getoption("loadgroup", False):  # in an xdist worker: the order in which the units are handed out
+        rank = {group: number for number, group in enumerate(GROUP_ORDER)}
+        items.sort(key=lambda item: rank.get(groups[id(item)], len(rank) if groups[id(item)] else len(rank) + 1))
 
 
 def _name_the_group(item: pytest.Item, group: str) -> None:
