@@ -146,9 +146,13 @@ def xdist_group_of(item: pytest.Item) -> str | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # xdist would hand out the groups by their number of tests; GROUP_ORDER (below) puts the longest first instead.
     if getattr(config.option, "dist", "no") == "loadgroup":
+        # xdist would hand out the groups by their number of tests; GROUP_ORDER (below) puts the longest first.
         config.option.loadscopereorder = False
+        # A worker that crashes (ERROR_LIST E38) is not replaced: xdist 3.8 fails replacing one under loadgroup with an
+        # INTERNALERROR (KeyError) that hides which test crashed; like this the run stops there, naming the test.
+        if config.option.maxworkerrestart is None:
+            config.option.maxworkerrestart = "0"
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups from the marks
