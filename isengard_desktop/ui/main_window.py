@@ -11,6 +11,7 @@ from PySide6.QtGui import QAction, QDesktopServices
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QStackedWidget, QTabWidget, QWidget
 
 from isengard_desktop import APP_NAME, __version__
+from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.base.mode import FAST_TEST, describe_mode, detect_gpu
 from isengard_desktop.context import AppContext
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
@@ -98,6 +99,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{APP_NAME} — {ctx.volume.root}")
         self.resize(1240, 800)
         self.bridge = JobBridge()  # follows the job manager from _follow_jobs: it is not needed for the first frame
+        self._trained_job: str | None = None  # the newest training that succeeded while Generate was not built yet
+        self.bridge.event.connect(self._note_training)
         self.tabs = QTabWidget()
         self._built: dict[str, QWidget] = {}
         for _name, title in TABS:  # empty pages, replaced by the real tab before they are ever painted
@@ -165,10 +168,22 @@ class MainWindow(QMainWindow):
         if name == "generate":
             from isengard_desktop.ui.generate_tab import GenerateTab
 
-            return GenerateTab(self.ctx, self.bridge)
+            tab = GenerateTab(self.ctx, self.bridge)
+            if self._trained_job is not None:  # what it would have seen built: it offers the LoRA just trained
+                tab._training_succeeded(self._trained_job)
+            return tab
         from isengard_desktop.ui.jobs_tab import JobsTab
 
         return JobsTab(self.ctx, self.bridge)
+
+    def _note_training(self, job_id: str, event: dict) -> None:
+        if "generate" in self._built or event.get("event") != "state" or event.get("state") != "succeeded":
+            return
+        try:
+            if self.ctx.jobs.get(job_id).kind == "training":
+                self._trained_job = job_id
+        except IsengardError:  # a job gone from the list: nothing to offer
+            pass
 
     def _tab_shown(self, index: int) -> None:
         self._tab(TABS[index][0])  # a person never sees the empty page: the tab is built before it is painted
