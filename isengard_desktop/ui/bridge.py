@@ -158,6 +158,8 @@ class JobBridge(QObject):
         super().__init__()
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], dict] = {}
+        self._closed = False
+        self._home = threading.get_ident()  # the GUI thread, where the bridge lives and close() runs
         self._deliver.connect(self._on_deliver)  # queued: emitted from reader threads
         self._timer = QTimer(self)
         self._timer.setInterval(FLUSH_INTERVAL_MS)
@@ -177,20 +179,22 @@ class JobBridge(QObject):
             self._unsubscribe = jobs.subscribe(self._on_job_event)
 
     def _on_job_event(self, job_id: str, event: dict) -> None:
+        """On a job's reader thread. Emits only while the bridge is open, under the lock close() takes: once close()
+        returns no reader thread is inside an emit on this object, which the window is about to delete (E38)."""
         kind = event.get("event", "")
-        if kind in COALESCED:
-            with self._lock:
-                self._pending[(job_id, kind)] = event
-            return
-        self._flush_job(job_id)
-        self._deliver.emit(job_id, event)
-
-    def _flush_job(self, job_id: str) -> None:
         with self._lock:
-            keys = [k for k in self._pending if k[0] == job_id]
-            items = [(k[0], self._pending.pop(k)) for k in keys]
-        for jid, event in items:
-            self._deliver.emit(jid, event)
+            if self._closed:
+                return
+            if kind in COALESCED:
+                self._pending[(job_id, kind)] = event
+                return
+            items = [self._pending.pop(k) for k in [k for k in self._pending if k[0] == job_id]] + [event]
+            if threading.get_ident() != self._home:  # another thread: the signal is queued, only posted, cheap
+                for item in items:
+                    self._deliver.emit(job_id, item)
+                return
+        for item in items:  # the GUI thread itself (close() runs there too): delivered at once, outside the lock,
+            self._deliver.emit(job_id, item)  # since a slot may publish another job event
 
     def _flush(self) -> None:
         with self._lock:
@@ -205,6 +209,10 @@ class JobBridge(QObject):
             self.state_changed.emit(job_id, event.get("state", ""))
 
     def close(self) -> None:
+        """Stop following the jobs; no event is emitted by this bridge after it returns."""
         self._timer.stop()
+        with self._lock:
+            self._closed = True
+            self._pending.clear()
         if self._unsubscribe is not None:
             self._unsubscribe()
