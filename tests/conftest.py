@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +59,17 @@ def test_keyring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     monkeypatch.setattr(keyring.core, "_keyring_backend", FileKeyring())
     yield path
+
+
+@pytest.fixture(autouse=True)
+def no_test_keyring_left_behind() -> None:
+    """keyring keeps one backend per process: a test keyring an earlier test left there (without its file's
+    variable) is dropped, so that this test gets the backend it would get alone (seen with two xdist workers, whose
+    order of tests differs from the serial run's: KeyError 'ISENGARD_TEST_KEYRING' in 12 tests)."""
+    core = sys.modules.get("keyring.core")
+    backend = getattr(core, "_keyring_backend", None)
+    if backend is not None and type(backend).__name__ == "FileKeyring" and "ISENGARD_TEST_KEYRING" not in os.environ:
+        core._keyring_backend = None  # type: ignore[union-attr]
 
 
 @contextmanager
