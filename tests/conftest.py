@@ -138,11 +138,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 #   15.6 GB and it is the longest module): alone, so that it starts first and no second FLUX-shaped run joins it;
 # - sshd: tests/remote, which share one sshd and one bootstrapped loopback remote per worker (session fixtures).
 # The groups go out first, the longest first (GROUP_ORDER), and the single tests fill in around them.
-# tests/ui is not grouped: each worker is its own process with its own QApplication.
+# - ui: tests/ui in one process, in file order as in a serial run (two workers' orders let a test keyring one test
+#   left in keyring's process-wide state reach another: KeyError 'ISENGARD_TEST_KEYRING'; ERROR_LIST E34).
 TESTS = Path(__file__).resolve().parent
 ENGINE_GROUPS = {"ISENGARD_COMFYUI_DIR": "comfyui", "ISENGARD_AITOOLKIT_DIR": "aitoolkit"}
 MODULE_GROUPS = {TESTS / "jobs" / "test_comfyui_flux.py": "comfyui-flux"}
-GROUP_ORDER = ("comfyui-flux", "sshd", "comfyui", "aitoolkit")
+GROUP_ORDER = ("comfyui-flux", "sshd", "comfyui", "ui", "aitoolkit")
 
 
 def xdist_group_of(item: pytest.Item) -> str | None:
@@ -154,6 +155,8 @@ def xdist_group_of(item: pytest.Item) -> str | None:
         for variable, group in ENGINE_GROUPS.items():
             if variable in reason:
                 return group
+    if TESTS / "ui" in path.parents:
+        return "ui"
     return "sshd" if TESTS / "remote" in path.parents else None
 
 
