@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from PIL import Image
 from engines.comfyui.paths import locate
 from isengard_desktop.context import AppContext
 from isengard_desktop.core import generation
-from tests.engines.comfyui.flux_shaped import copy_node_packs
+from tests.engines.comfyui.flux_shaped import copy_node_packs, start_comfyui
 
 LOCATED = locate() if os.environ.get("ISENGARD_COMFYUI_DIR") else "ISENGARD_COMFYUI_DIR is not set"
 pytestmark = [
@@ -48,12 +47,7 @@ def fast_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppContext]:
         target = ctx.volume.models_dir / FILES["checkpoint"]
         target.parent.mkdir(parents=True, exist_ok=True)
         os.link(checkpoint, target)
-        ctx.start_service("comfyui")
-        service = ctx.service("comfyui")
-        deadline = time.monotonic() + 180
-        while service.status().state == "starting" and time.monotonic() < deadline:
-            time.sleep(0.3)
-        assert service.status().state == "ready", service.status().detail
+        start_comfyui(ctx)
         yield ctx
         ctx.close()
 

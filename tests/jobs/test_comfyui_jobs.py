@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from engines.comfyui.paths import locate
 from engines.pngmeta import read_chunks
 from isengard_desktop.context import AppContext
 from isengard_desktop.core import generation
+from tests.engines.comfyui.flux_shaped import start_comfyui
 
 LOCATED = locate() if os.environ.get("ISENGARD_COMFYUI_DIR") else "ISENGARD_COMFYUI_DIR is not set"
 pytestmark = pytest.mark.skipif(
@@ -38,15 +38,10 @@ def comfy_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppContext]:
         ctx = AppContext.open(root, "fast-test")
         (ctx.volume.models_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         os.link(checkpoint, ctx.volume.models_dir / FILES["checkpoint"])  # where fast-test mode builds it
-        ctx.start_service("comfyui")
-        service = ctx.service("comfyui")
-        deadline = time.monotonic() + 120
-        while service.status().state == "starting" and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert service.status().state == "ready", service.status().detail
+        start_comfyui(ctx)
         yield ctx
         ctx.close()
-        assert service.status().state == "stopped"
+        assert ctx.service("comfyui").status().state == "stopped"
 
 
 def _submit(ctx: AppContext, **kwargs):

@@ -67,11 +67,16 @@ def start_comfyui_with(ctx: Any, files: dict[str, Path]) -> None:
         folder = ctx.volume.models_dir / FOLDERS[role]
         folder.mkdir(parents=True, exist_ok=True)
         os.link(path, folder / path.name)
+    start_comfyui(ctx)
+
+
+def start_comfyui(ctx: Any, timeout: float = 180.0) -> None:
+    """Start the context's ComfyUI and wait until it is ready (the test fails with its reason when it is not)."""
     ctx.start_service("comfyui")
     service = ctx.service("comfyui")
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + timeout
     while service.status().state == "starting" and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.3)
     assert service.status().state == "ready", service.status().detail
 
 
