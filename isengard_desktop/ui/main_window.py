@@ -235,7 +235,7 @@ class MainWindow(QMainWindow):
         self._after_frame_done = True
         imports = [_import_step(name) for name in STEP_IMPORTS if name not in sys.modules]
         self._run_steps([*imports, self._follow_jobs, self._load_training_engines, self._show_engine_states,
-                         self._ask_gpu, self._start_comfyui, self._offer_if_asked, self._watch_chart])
+                         self._ask_gpu, self._start_services, self._offer_if_asked, self._watch_chart])
 
     def _run_steps(self, steps: list) -> None:
         if steps and not self._closing:
@@ -309,13 +309,13 @@ class MainWindow(QMainWindow):
         if "generate" in self._built:
             self._built["generate"].refresh_engines()
 
-    def _start_comfyui(self) -> None:
+    def _start_services(self) -> None:
         """Start the servers engines declare (the embedded ComfyUI) in the background when they are installed; the
         status bar follows them."""
         from isengard_desktop.core.engines import list_engines
 
         self._service_relay = _ServiceRelay(self)
-        self._service_relay.changed.connect(self._comfyui_changed)
+        self._service_relay.changed.connect(self._service_changed)
         unsubscribes = []
         for info in list_engines(self.ctx.volume):
             service = self.ctx.service(info.name)
@@ -385,7 +385,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.gpu_label)
         bar.addPermanentWidget(engines)
 
-    def _comfyui_changed(self, status) -> None:
+    def _service_changed(self, status) -> None:
         text, tip = engine_states(self.ctx)
         self.engines_label.setText(text)
         self.engines_label.setToolTip(tip)
