@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,17 +58,6 @@ def test_keyring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     monkeypatch.setattr(keyring.core, "_keyring_backend", FileKeyring())
     yield path
-
-
-@pytest.fixture(autouse=True)
-def no_test_keyring_left_behind() -> None:
-    """keyring keeps one backend per process: a test keyring an earlier test left there (without its file's
-    variable) is dropped, so that this test gets the backend it would get alone (seen with two xdist workers, whose
-    order of tests differs from the serial run's: KeyError 'ISENGARD_TEST_KEYRING' in 12 tests)."""
-    core = sys.modules.get("keyring.core")
-    backend = getattr(core, "_keyring_backend", None)
-    if backend is not None and type(backend).__name__ == "FileKeyring" and "ISENGARD_TEST_KEYRING" not in os.environ:
-        core._keyring_backend = None  # type: ignore[union-attr]
 
 
 @contextmanager
@@ -138,8 +126,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 #   15.6 GB and it is the longest module): alone, so that it starts first and no second FLUX-shaped run joins it;
 # - sshd: tests/remote, which share one sshd and one bootstrapped loopback remote per worker (session fixtures).
 # The groups go out first, the longest first (GROUP_ORDER), and the single tests fill in around them.
-# - ui: tests/ui in one process, in file order as in a serial run (two workers' orders let a test keyring one test
-#   left in keyring's process-wide state reach another: KeyError 'ISENGARD_TEST_KEYRING'; ERROR_LIST E34).
+# - ui: tests/ui in one process, in file order as in a serial run: windows, Qt threads and job workers of one test
+#   never overlap another window's (E38's segfault was seen more often with UI tests spread over two workers).
 TESTS = Path(__file__).resolve().parent
 ENGINE_GROUPS = {"ISENGARD_COMFYUI_DIR": "comfyui", "ISENGARD_AITOOLKIT_DIR": "aitoolkit"}
 MODULE_GROUPS = {TESTS / "jobs" / "test_comfyui_flux.py": "comfyui-flux"}
