@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 from keyring.backend import KeyringBackend
-from keyring.errors import PasswordDeleteError
 from keyring.compat import properties
+from keyring.errors import PasswordDeleteError
 
 ENV = "ISENGARD_TEST_KEYRING"
 
