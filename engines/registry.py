@@ -12,7 +12,6 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.metadata import entry_points
 
 import structlog
 
@@ -69,6 +68,8 @@ def engine_specs() -> dict[str, str]:
 def _specs() -> tuple[tuple[str, str], ...]:
     """Built-ins plus plugins, read once per process: scanning every installed distribution's entry points
     takes ~12 ms, and the window asks for the engine list several times while it opens."""
+    from importlib.metadata import entry_points  # ~10 ms to import: only where plugins are looked for
+
     specs = dict(BUILTIN)
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         specs.setdefault(entry.name, entry.value)
@@ -82,16 +83,17 @@ def refresh() -> None:
 
 def engine_class(name: str) -> type[Engine]:
     """The class registered as ``name``. Raises LookupError for an unknown name, TypeError for a non-engine."""
-    specs = engine_specs()
-    if name not in specs:
-        raise LookupError(f"There is no engine called {name!r}; known engines: {', '.join(sorted(specs))}.")
-    module_name, _, class_name = specs[name].partition(":")
+    # A built-in name wins over a plugin's anyway: only another name needs the entry points read (E7).
+    spec = BUILTIN.get(name) or engine_specs().get(name)
+    if spec is None:
+        raise LookupError(f"There is no engine called {name!r}; known engines: {', '.join(sorted(engine_specs()))}.")
+    module_name, _, class_name = spec.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     if not (isinstance(cls, type) and issubclass(cls, Engine) and isinstance(getattr(cls, "traits", None),
                                                                              EngineTraits)):
-        raise TypeError(f"{specs[name]} is not an engines.interface.Engine with EngineTraits.")
+        raise TypeError(f"{spec} is not an engines.interface.Engine with EngineTraits.")
     if cls.name != name:
-        raise TypeError(f"{specs[name]} calls itself {cls.name!r} but is registered as {name!r}.")
+        raise TypeError(f"{spec} calls itself {cls.name!r} but is registered as {name!r}.")
     return cls
 
 

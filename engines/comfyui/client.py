@@ -185,7 +185,10 @@ class ComfyUIClient:
         import websocket
 
         ws_url = "ws" + self.url[len("http"):] + f"/ws?clientId={self.client_id}"
+        # ComfyUI's JSON messages are UTF-8 already; websocket-client's own check is pure Python, per byte, on
+        # every progress message (E7).
         connection = websocket.create_connection(ws_url, timeout=timeout, enable_multithread=True,
+                                                 skip_utf8_validation=True,
                                                  header=[f"{k}: {v}" for k, v in self.headers.items()])
         connection.settimeout(0.5)
         return connection

@@ -298,7 +298,7 @@ class ComfyUIEngine(Engine):
             elif kind == "preview" and time.monotonic() - last_preview > PREVIEW_INTERVAL_S:
                 last_preview = time.monotonic()
                 path = out / "preview.jpg"
-                atomic.write_bytes(path, event["data"])
+                atomic.write_bytes(path, event["data"], durable=False)  # replaced within a second
                 emit({"event": "preview", "index": index, "path": str(path)})
             elif kind == "output":
                 outputs.extend(event["images"])

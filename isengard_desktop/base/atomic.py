@@ -15,26 +15,30 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def _write_atomically(target: Path, fill: Callable[[BinaryIO], None]) -> None:
+def _write_atomically(target: Path, fill: Callable[[BinaryIO], None], durable: bool = True) -> None:
     """Write ``target`` through a temporary file beside it that ``fill`` writes: synced, then renamed over the
-    target, so a reader or a crash sees the old file or the whole new one; the temporary file never stays."""
+    target, so a reader or a crash sees the old file or the whole new one; the temporary file never stays.
+    Not ``durable``: no syncing, for a file that is only shown for a moment (a reader still never sees half)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             fill(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_dir(target.parent)
+    if durable:
+        fsync_dir(target.parent)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, creating the parent folder if needed."""
-    _write_atomically(path, lambda handle: handle.write(data))
+def write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically, creating the parent folder if needed; ``durable=False`` skips the
+    disk syncs (a preview replaced a moment later: a power cut may lose it, a reader never sees half of it)."""
+    _write_atomically(path, lambda handle: handle.write(data), durable)
 
 
 def write_text(path: Path, text: str) -> None:
