@@ -1,7 +1,8 @@
 """A minimal plain diffusers + peft FLUX LoRA loop: the baseline for bench/train_overhead.py.
 
 Usage: python bench/_plain_flux_loop.py MODEL_DIR IMAGES_DIR STEPS OUT_LORA
-Prints one JSON line: {"wall_s", "loop_s", "steps", "s_per_step"}.
+Prints one JSON line: {"wall_s", "loop_s", "steps", "s_per_step", "loop_start", "loop_end"} (the last two are
+epoch seconds, so the benchmark can split the whole process into before, during and after the loop).
 """
 
 import json
@@ -51,7 +52,7 @@ def main() -> None:
     b, c, h, w = 1, latents_all.shape[1], latents_all.shape[2], latents_all.shape[3]
     image_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, "cpu", torch.float32)
     guidance = torch.full((b,), 3.5)
-    loop_start = time.perf_counter()
+    loop_start, loop_start_epoch = time.perf_counter(), time.time()
     for step in range(steps):
         latents = latents_all[step % len(latents_all)].unsqueeze(0)
         noise = torch.randn_like(latents)
@@ -68,11 +69,12 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    loop_s = time.perf_counter() - loop_start
+    loop_s, loop_end_epoch = time.perf_counter() - loop_start, time.time()
     FluxPipeline.save_lora_weights(out, transformer_lora_layers=get_peft_model_state_dict(transformer),
                                    weight_name="plain.safetensors")
     print(json.dumps({"wall_s": time.perf_counter() - T0, "loop_s": loop_s, "steps": steps,
-                      "s_per_step": loop_s / steps}))
+                      "s_per_step": loop_s / steps, "loop_start": loop_start_epoch,
+                      "loop_end": loop_end_epoch}), flush=True)
 
 
 if __name__ == "__main__":
