@@ -62,6 +62,7 @@ def _load_pipeline(base_model: Path, runtime: models.Runtime, emit: Emit) -> Loa
             torch.cuda.empty_cache()
     from diffusers import FluxPipeline
 
+    models.settle_imports()  # a later release's gc.collect walks the pipeline, not every module
     emit({"event": "log", "level": "info", "message": f"Loading the base model {base_model.name}…"})
     started = time.perf_counter()
     if not (base_model / "model_index.json").is_file():

@@ -19,6 +19,7 @@ import structlog
 import torch
 from safetensors.torch import load_file, save
 
+from engines.diffusers.models import settle_imports
 from isengard_desktop.base import atomic
 
 log = structlog.get_logger(__name__)
@@ -69,6 +70,7 @@ def _encode(base_model: Path, texts: list[str], device: torch.device, dtype: tor
     from diffusers import FluxPipeline
     from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
 
+    settle_imports()  # the gc.collect below then walks only the text half it frees
     started = time.perf_counter()
     # A pipeline holding only the text half: its encode_prompt is exactly what inference will use.
     pipe = FluxPipeline(
