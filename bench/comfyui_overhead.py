@@ -3,15 +3,16 @@
 The same workflow (tiny SD1.5 checkpoint, 64 px, 60 steps) is run against one warm ComfyUI, each time
 with a new seed (ComfyUI would otherwise answer from its cache), in two ways:
 - app:    `isengard generate --engine comfyui ...` as a whole command (a fresh process, the volume, the
-          job, the worker, the checks, the websocket, saving the PNG with metadata);
+          job, run in a thread of that process, the checks, the websocket, saving the PNG with metadata);
 - direct: POST /prompt, wait for the prompt on the websocket, GET /view of the image.
 Prints the median of each, their ratio and the absolute overhead in seconds.
 
     ISENGARD_COMFYUI_DIR=... ISENGARD_COMFYUI_PYTHON=... .venv/bin/python bench/comfyui_overhead.py [runs] [steps]
 
-The app's cost is a fixed second or so per command (a Python process and a worker process start), so
-the ratio depends on the workload's length: 60 steps take ~5 s here, 150 steps ~12 s, nearer to what
-FLUX.1-dev takes for one 1024 px image on a workstation GPU (15-30 s).
+The app's cost is fixed per command (~0.15 s here: Python's start, the imports, the job's records), so the
+ratio depends on the workload's length: 60 steps take ~4 s here; FLUX.1-dev takes 15-30 s for one 1024 px
+image on a workstation GPU. ComfyUI collects its garbage after a prompt at most every 10 s (~0.3 s here, in
+whichever request comes next), so single runs spread; the medians of interleaved runs share that alike.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 def measure(runs: int = 5, steps: int = 60) -> list[dict]:
     """Rows for bench/run_all.py: the whole `isengard generate` command against ComfyUI driven directly."""
     from engines.comfyui.client import ComfyUIClient
-    from engines.comfyui.fast_test_models import ensure
+    from engines.comfyui.fast_test_models import CHECKPOINT_NAME, FILES, ensure
     from engines.comfyui.paths import locate
     from engines.comfyui.supervisor import ComfyUISupervisor
     from engines.comfyui.workflow import ModelChoice, build_workflow
@@ -45,8 +46,9 @@ def measure(runs: int = 5, steps: int = 60) -> list[dict]:
     checkout, python = located
     volume = Path(tempfile.mkdtemp(prefix="isengard-bench-comfy-"))
     checkpoint = ensure(Path.home() / ".cache" / "isengard-tests", checkout, python)["checkpoint"]
-    (volume / "models" / "checkpoints").mkdir(parents=True)
-    os.link(checkpoint, volume / "models" / "checkpoints" / "tiny-sd15.safetensors")
+    # Where the app's fast-test mode looks for its checkpoint, so neither side builds one during the runs.
+    (volume / "models" / FILES["checkpoint"]).parent.mkdir(parents=True)
+    os.link(checkpoint, volume / "models" / FILES["checkpoint"])
     env = {**os.environ, "ISENGARD_MODE": "fast-test"}
     os.environ["ISENGARD_MODE"] = "fast-test"
     supervisor = ComfyUISupervisor(volume)  # the warm server the app's command adopts
@@ -55,7 +57,7 @@ def measure(runs: int = 5, steps: int = 60) -> list[dict]:
         time.sleep(0.2)
     url = supervisor.status().url
     client = ComfyUIClient(url)
-    choice = ModelChoice(checkpoint="tiny-sd15.safetensors")
+    choice = ModelChoice(checkpoint=CHECKPOINT_NAME)
     app_times, direct_times = [], []
     try:
         for run in range(runs + 1):  # the first round warms both paths up and is not counted

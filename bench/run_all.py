@@ -68,7 +68,7 @@ def main() -> None:
         "startup": lambda: startup.measure(3 if quick else 7),
         "stall": lambda: startup_stall.measure(3 if quick else 5),
         "train": lambda: train_overhead.measure(200, 1 if quick else 3),
-        "comfyui": lambda: comfyui_overhead.measure(2 if quick else 5, 60),
+        "comfyui": lambda: comfyui_overhead.measure(2 if quick else 9, 60),
     }
     rows: list[dict] = []
     for name, bench in benches.items():
