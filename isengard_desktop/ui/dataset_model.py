@@ -39,6 +39,7 @@ class DatasetModel(QAbstractListModel):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.images: list[DatasetImage] = []
+        self.placeholders = 0  # cells shown, thumbnail-sized and empty, while the first query runs
         self._rows: dict[int, int] = {}
         # Check photos' findings per image id: {"issues": [...], "reasons": [...], "face_boxes": [...], ...}.
         self.checks: dict[int, dict] = {}
@@ -48,16 +49,30 @@ class DatasetModel(QAbstractListModel):
     def set_images(self, images: list[DatasetImage], checks: dict[int, dict] | None = None) -> None:
         self.beginResetModel()
         self.images = images
+        self.placeholders = 0
         self.checks = checks or {}
         self._rows = {image.id: row for row, image in enumerate(images)}
         self.endResetModel()
 
+    def set_placeholders(self, count: int) -> None:
+        """Show ``count`` empty cells until set_images: the photos a character has, known before they are read."""
+        self.beginResetModel()
+        self.images, self.checks, self._rows, self.placeholders = [], {}, {}, count
+        self.endResetModel()
+
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008 (Qt's signature)
-        return 0 if parent.isValid() else len(self.images)
+        return 0 if parent.isValid() else len(self.images) or self.placeholders
+
+    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+        if index.isValid() and index.row() >= len(self.images):  # a placeholder: nothing to select yet
+            return Qt.ItemFlag.NoItemFlags
+        return super().flags(index)
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
+        if index.row() >= len(self.images):
+            return self._placeholder_data(role)
         image = self.images[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
             flags = (" ⚠" if image.too_small else "") + (" ⧉" if image.row.duplicate_count > 1 else "")
@@ -74,6 +89,15 @@ class DatasetModel(QAbstractListModel):
             return QSize(CELL, CELL)
         if role == ImageRole:
             return image
+        return None
+
+    def _placeholder_data(self, role: int):
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self.thumbnails.placeholder
+        if role == Qt.ItemDataRole.SizeHintRole:
+            return QSize(CELL, CELL)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return "…"
         return None
 
     def _on_loaded(self, image_id: int) -> None:

@@ -50,6 +50,8 @@ class DatasetTab(QWidget):
         self.check_job: str | None = None
         self._check_error: str | None = None
         self.model = DatasetModel(self)
+        self._photo_counts: dict[int, int] = {}  # character id -> its photos (the characters list counts them)
+        self._loaded = False  # the grid has shown a query's answer once
         self._generation = 0
         self._select_after: int | None = None
         layout = QVBoxLayout(self)
@@ -137,6 +139,11 @@ class DatasetTab(QWidget):
         side.addLayout(row)
         side.addStretch(1)
 
+        # Said only once a query answered with no photo (never while the first one runs: they may be on the way).
+        self.empty_note = label("", "hint")
+        self.empty_note.hide()
+        layout.addWidget(self.empty_note)
+
         splitter = QSplitter()
         splitter.addWidget(self.view)
         splitter.addWidget(details)
@@ -166,7 +173,9 @@ class DatasetTab(QWidget):
         self.character.blockSignals(True)
         self.character.clear()
         self.character.addItem("All characters", None)
-        for person in self.ctx.characters.list():
+        people = self.ctx.characters.list()
+        self._photo_counts = {person.id: person.image_count for person in people}
+        for person in people:
             self.character.addItem(person.name, person.id)
         index = self.character.findData(current)
         self.character.setCurrentIndex(max(index, 0))
@@ -186,8 +195,21 @@ class DatasetTab(QWidget):
         self._generation += 1
         generation, flt = self._generation, self.current_filter()
         issue = self.issue_filter.currentData()
+        if not self._loaded:  # nothing shown yet: cells for the photos there are, filled when the query answers
+            self._show_expected(flt, issue)
         run_in_background(self, lambda _progress, _cancelled: self._load(flt, issue),
                           on_done=lambda loaded: self._apply(generation, *loaded))
+
+    def _show_expected(self, flt: ImageFilter, issue: str | None) -> None:
+        """Before the first query answers: as many thumbnail-sized empty cells as the characters list counts photos
+        for the filter, when only the character filter is set (the other filters need the query)."""
+        self.empty_note.hide()
+        if flt != ImageFilter(character_id=flt.character_id) or issue is not None:
+            self.count.setText("Loading photos…")
+            return
+        count = sum(n for person, n in self._photo_counts.items() if flt.character_id in (None, person))
+        self.model.set_placeholders(count)
+        self.count.setText(f"Loading {count} photo{'s' if count != 1 else ''}…")
 
     def _load(self, flt: ImageFilter, issue: str | None) -> tuple[list[DatasetImage], dict[int, dict], dict | None]:
         """The filter's images and Check photos' findings for them (off the GUI thread: the report is rebuilt from
@@ -210,9 +232,11 @@ class DatasetTab(QWidget):
                summary: dict | None = None) -> None:
         if generation != self._generation:
             return  # a newer filter was chosen meanwhile
+        self._loaded = True
         self.model.set_images(images, found)
         self._show_summary(summary)
         self.count.setText(f"{len(images)} photo{'s' if len(images) != 1 else ''}")
+        self._show_empty(images)
         if self._select_after is not None:
             row = next((r for r, image in enumerate(images) if image.id == self._select_after), None)
             self._select_after = None
@@ -222,8 +246,24 @@ class DatasetTab(QWidget):
         self._show_selection()
         self.reloaded.emit()
 
+    def _show_empty(self, images: list[DatasetImage]) -> None:
+        """Say why the grid is empty, and what to do."""
+        self.empty_note.setVisible(not images)
+        if images:
+            return
+        character = self.character.currentText() if self.character.currentData() is not None else None
+        filtered = self.current_filter() != ImageFilter(character_id=self.character.currentData()) \
+            or self.issue_filter.currentData() is not None
+        if filtered:
+            self.empty_note.setText("No photo matches these filters.")
+        elif character:
+            self.empty_note.setText(f"{character} has no photos yet: add some in the Characters tab.")
+        else:
+            self.empty_note.setText("No photos yet: create a character and add photos in the Characters tab.")
+
     def selected_images(self) -> list[DatasetImage]:
-        return [index.data(ImageRole) for index in self.view.selectionModel().selectedIndexes()]
+        return [image for index in self.view.selectionModel().selectedIndexes()
+                if (image := index.data(ImageRole)) is not None]
 
     # Check photos --------------------------------------------------------------------------------
     def _show_summary(self, summary: dict | None) -> None:

@@ -3,9 +3,6 @@ the GPU and each engine's state."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-
 from PySide6.QtCore import QObject, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QStackedWidget, QTabWidget, QWidget
@@ -15,10 +12,7 @@ from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.base.mode import FAST_TEST, describe_mode, detect_gpu
 from isengard_desktop.context import AppContext
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
-
-# The tabs in order: (attribute, title). Each is built the first time it is shown or used (_LazyTab).
-TABS = (("characters", "Characters"), ("dataset", "Dataset"), ("training", "Training"), ("generate", "Generate"),
-        ("jobs", "Jobs"))
+from isengard_desktop.ui.lazy_tabs import LazyTab, TabBook, import_steps, run_steps
 
 SERVICE_TEXT = {"stopped": "stopped", "starting": "starting…", "ready": "ready", "failed": "failed"}
 
@@ -47,50 +41,14 @@ def engine_states(ctx: AppContext) -> tuple[str, str]:
     return " · ".join(parts), "\n".join(tips)  # File → Settings shows details and installs
 
 
-# What the steps after the first frame import (the job manager; each engine and what its availability check
-# needs), leaves first: one module per turn of the event loop, as importing them at once stalled it for ~0.1 s and
-# a thread doing it left the window ~50 ms stalls on a loaded machine (E6). A module missing from this list is
-# imported with the first one that needs it: a slice grows, nothing breaks.
-STEP_IMPORTS = (
-    "engines.interface", "isengard_desktop.jobs.protocol", "tarfile", "isengard_desktop.core.remote.ssh",
-    "isengard_desktop.core.remote.sync", "isengard_desktop.storage.jobs_repo", "isengard_desktop.jobs.remote_job",
-    "isengard_desktop.jobs.manager", "csv", "socket", "calendar", "email.utils", "email.iterators", "email.message",
-    "importlib.abc", "importlib.metadata", "engines.registry", "isengard_desktop.core.engines",
-    "engines.aitoolkit.engine", "engines.comfyui.workflow", "engines.comfyui.engine", "hashlib", "http",
-    "email.parser", "ssl", "http.client", "urllib.request", "engines.comfyui.remote", "engines.diffusers.engine",
-    "engines.video",
-)
-
-
-def _import_step(name: str):
-    def step() -> None:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 (a broken engine is reported by the step that lists the engines)
-            pass
-
-    return step
-
-
 class _ServiceRelay(QObject):
     """Carries an engine server's state changes (reported on its threads) to the GUI thread."""
 
     changed = Signal(object)
 
 
-class _LazyTab:
-    """A tab the window builds the first time it is shown or used (``window.training``), not before (issue 14:
-    the first frame builds only the current tab; building all five was most of the start-up left, E37)."""
-
-    def __set_name__(self, owner, name: str) -> None:
-        self.name = name
-
-    def __get__(self, window, owner=None):
-        return self if window is None else window._tab(self.name)
-
-
 class MainWindow(QMainWindow):
-    characters, dataset, training, generate, jobs = _LazyTab(), _LazyTab(), _LazyTab(), _LazyTab(), _LazyTab()
+    characters, dataset, training, generate, jobs = LazyTab(), LazyTab(), LazyTab(), LazyTab(), LazyTab()
 
     def __init__(self, ctx: AppContext) -> None:
         super().__init__()
@@ -102,15 +60,9 @@ class MainWindow(QMainWindow):
         self._trained_job: str | None = None  # the newest training that succeeded while Generate was not built yet
         self.bridge.event.connect(self._note_training)
         self.tabs = QTabWidget()
-        self._built: dict[str, QWidget] = {}
-        for _name, title in TABS:  # empty pages, replaced by the real tab before they are ever painted
-            self.tabs.addTab(QWidget(), title)
-        titles = [title for _name, title in TABS]
-        if ctx.settings.last_tab in titles:  # reopen where the person left off
-            self.tabs.setCurrentIndex(titles.index(ctx.settings.last_tab))
-        self._tab(TABS[self.tabs.currentIndex()][0], for_first_frame=True)
-        self.tabs.currentChanged.connect(self._tab_shown)  # before _remember_tab: the new tab is built first
-        self.tabs.currentChanged.connect(self._remember_tab)
+        # Only the tab the window reopens on is built now, and only what its first frame needs (lazy_tabs.py).
+        self.book = TabBook(self.tabs, self._make_tab, ctx.settings.last_tab)
+        self.tabs.currentChanged.connect(self._remember_tab)  # after the book's: the new tab is built first
         self.stack = QStackedWidget()
         self.stack.addWidget(self.tabs)
         self.setCentralWidget(self.stack)
@@ -123,75 +75,47 @@ class MainWindow(QMainWindow):
         self._build_menu()
         self._build_status_bar()
 
-    def _tab(self, name: str, for_first_frame: bool = False) -> QWidget:
-        """The tab called ``name`` (an attribute of TABS), built now if it is not yet."""
-        tab = self._built.get(name)
-        if tab is not None:
-            return tab
-        tab = self._built[name] = self._make_tab(name, for_first_frame)
-        index = [n for n, _title in TABS].index(name)
-        current = self.tabs.currentIndex()
-        # Swap the empty page for the tab without telling currentChanged's listeners: nothing changed for them.
-        self.tabs.blockSignals(True)
-        placeholder = self.tabs.widget(index)
-        self.tabs.removeTab(index)
-        self.tabs.insertTab(index, tab, TABS[index][1])
-        self.tabs.setCurrentIndex(current)
-        self.tabs.blockSignals(False)
-        placeholder.deleteLater()
-        # What one tab changes, the others show; a tab not built yet reads it all when it is built.
-        if name == "characters":
-            tab.changed.connect(lambda: self._refresh_built("dataset", "training"))
-        elif name == "dataset":
-            tab.changed.connect(lambda: self._refresh_built("characters", "training"))
-        elif name == "training":
-            tab.lora_finished.connect(lambda: self._refresh_built("characters", "generate"))
-        return tab
-
     def _make_tab(self, name: str, for_first_frame: bool) -> QWidget:
-        # Each tab's module is imported here, when it is first needed: importing them all cost the first frame.
-        if name != "characters":  # every other tab shows or starts jobs
+        """The tab ``name``, wired to the others: what one changes, the others show. Its module is imported here,
+        when it is first needed: importing them all cost the first frame."""
+        if name != "characters" and not for_first_frame:  # they show or start jobs (the first frame's: after it)
             self._follow_jobs()
         if name == "characters":
             from isengard_desktop.ui.characters_tab import CharactersTab
 
-            return CharactersTab(self.ctx)
-        if name == "dataset":
+            tab = CharactersTab(self.ctx)
+            tab.changed.connect(lambda: self.book.refresh("dataset", "training"))
+        elif name == "dataset":
             from isengard_desktop.ui.dataset_tab import DatasetTab
 
-            return DatasetTab(self.ctx, self.bridge)
-        if name == "training":
+            tab = DatasetTab(self.ctx, self.bridge)
+            tab.changed.connect(lambda: self.book.refresh("characters", "training"))
+        elif name == "training":
             from isengard_desktop.ui.training_tab import TrainingTab
 
-            # Built for the first frame: the engine list (importing and checking each engine) comes after it.
-            return TrainingTab(self.ctx, self.bridge, engines_later=for_first_frame)
-        if name == "generate":
+            # Built for the first frame: engines, base models, past runs and the verdict come after it.
+            tab = TrainingTab(self.ctx, self.bridge, later=for_first_frame)
+            tab.lora_finished.connect(lambda: self.book.refresh("characters", "generate"))
+        elif name == "generate":
             from isengard_desktop.ui.generate_tab import GenerateTab
 
             tab = GenerateTab(self.ctx, self.bridge)
             if self._trained_job is not None:  # what it would have seen built: it offers the LoRA just trained
                 tab._training_succeeded(self._trained_job)
-            return tab
-        from isengard_desktop.ui.jobs_tab import JobsTab
+        else:
+            from isengard_desktop.ui.jobs_tab import JobsTab
 
-        return JobsTab(self.ctx, self.bridge)
+            tab = JobsTab(self.ctx, self.bridge)
+        return tab
 
     def _note_training(self, job_id: str, event: dict) -> None:
-        if "generate" in self._built or event.get("event") != "state" or event.get("state") != "succeeded":
+        if "generate" in self.book.built or event.get("event") != "state" or event.get("state") != "succeeded":
             return
         try:
             if self.ctx.jobs.get(job_id).kind == "training":
                 self._trained_job = job_id
         except IsengardError:  # a job gone from the list: nothing to offer
             pass
-
-    def _tab_shown(self, index: int) -> None:
-        self._tab(TABS[index][0])  # a person never sees the empty page: the tab is built before it is painted
-
-    def _refresh_built(self, *names: str) -> None:
-        for name in names:
-            if name in self._built:
-                self._built[name].refresh()
 
     def _follow_jobs(self) -> None:
         """Make the job manager and follow its events: before anything can start a job (a tab that starts jobs is
@@ -211,7 +135,7 @@ class MainWindow(QMainWindow):
         self._follow_jobs()
 
         recovered = [job for job in self.ctx.jobs.recover() if job.kind == "training"]
-        if recovered or "training" in self._built or any(reattachable(job) for job in self.ctx.jobs.list()):
+        if recovered or "training" in self.book.built or any(reattachable(job) for job in self.ctx.jobs.list()):
             self.training.offer_interrupted_jobs(recovered)
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
@@ -233,18 +157,9 @@ class MainWindow(QMainWindow):
         if self._after_frame_done:
             return
         self._after_frame_done = True
-        imports = [_import_step(name) for name in STEP_IMPORTS if name not in sys.modules]
-        self._run_steps([*imports, self._follow_jobs, self._load_training_engines, self._show_engine_states,
-                         self._ask_gpu, self._start_services, self._offer_if_asked, self._watch_chart])
-
-    def _run_steps(self, steps: list) -> None:
-        if steps and not self._closing:
-            steps[0]()
-            QTimer.singleShot(1, self, lambda: self._run_steps(steps[1:]))  # a timer lets events in between
-
-    def _load_training_engines(self) -> None:
-        if "training" in self._built:
-            self._built["training"].form.load_engines()
+        run_steps(self, [*import_steps(), self._follow_jobs, self.book.load_first_later, self._show_engine_states,
+                         self._ask_gpu, self._start_services, self._offer_if_asked, self._watch_chart],
+                  lambda: self._closing)
 
     def _show_engine_states(self) -> None:
         text, tip = engine_states(self.ctx)
@@ -267,7 +182,7 @@ class MainWindow(QMainWindow):
         self._preload_chart()
 
     def _preload_chart(self, *_args) -> None:
-        training = self._built.get("training")
+        training = self.book.built.get("training")
         if training is not None and self.tabs.currentWidget() is training and self.stack.currentWidget() is self.tabs:
             from isengard_desktop.ui.loss_chart import preload
 
@@ -305,9 +220,9 @@ class MainWindow(QMainWindow):
     def _first_run_finished(self, how: str) -> None:
         self.stack.setCurrentWidget(self.tabs)
         self.tabs.setCurrentWidget(self.characters)
-        self._refresh_built("training")
-        if "generate" in self._built:
-            self._built["generate"].refresh_engines()
+        self.book.refresh("training")
+        if "generate" in self.book.built:
+            self.book.built["generate"].refresh_engines()
 
     def _start_services(self) -> None:
         """Start the servers engines declare (the embedded ComfyUI) in the background when they are installed; the
@@ -389,8 +304,8 @@ class MainWindow(QMainWindow):
         text, tip = engine_states(self.ctx)
         self.engines_label.setText(text)
         self.engines_label.setToolTip(tip)
-        if status.state in ("ready", "failed", "stopped") and "generate" in self._built:
-            self._built["generate"].refresh_engines()
+        if status.state in ("ready", "failed", "stopped") and "generate" in self.book.built:
+            self.book.built["generate"].refresh_engines()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         running = self.ctx.jobs.running_jobs()
@@ -405,8 +320,8 @@ class MainWindow(QMainWindow):
         self.ctx.jobs.shutdown(wait=60)
         self.bridge.close()
         for name in ("dataset", "generate"):
-            if name in self._built:
-                self._built[name].shutdown()
+            if name in self.book.built:
+                self.book.built[name].shutdown()
         if getattr(self, "_unsubscribe_service", None):
             self._unsubscribe_service()
         super().closeEvent(event)

@@ -18,18 +18,20 @@ from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.base.mode import FAST_TEST
 from isengard_desktop.context import AppContext
 from isengard_desktop.core.presets import LIMITS, RESOLUTION_LIMITS, all_presets, load_preset
-from isengard_desktop.core.training import base_models
 from isengard_desktop.ui.widgets import label
 
 
-def fill_run_on(combo: QComboBox, ctx: AppContext) -> None:
-    """The "Run on" picker (Training and Generate): this computer, then each registered remote; keeps the choice."""
-    from isengard_desktop.core.remote.jobs import run_on_choices
+def fill_run_on(combo: QComboBox, ctx: AppContext, choices: list[tuple[str, str]] | None = None) -> None:
+    """The "Run on" picker (Training and Generate): this computer, then each registered remote (``choices``, read
+    now when not given); keeps the choice."""
+    if choices is None:
+        from isengard_desktop.core.remote.jobs import run_on_choices
 
+        choices = run_on_choices(ctx.volume)
     chosen = combo.currentData()
     combo.blockSignals(True)
     combo.clear()
-    for text, value in run_on_choices(ctx.volume):
+    for text, value in choices:
         combo.addItem(text, value)
     combo.setCurrentIndex(max(combo.findData(chosen), 0))
     combo.setToolTip("Where the job runs: this computer, or a remote GPU machine added in Settings → Remotes "
@@ -45,6 +47,15 @@ def chosen_remote(combo: QComboBox) -> str | None:
     return value if is_remote(value) else None
 
 
+def _checking(combo: QComboBox, text: str) -> None:
+    """``combo`` says what it is waiting for: one item with no data, not selectable (nothing can start on it)."""
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItem(text)
+    combo.model().item(0).setEnabled(False)
+    combo.blockSignals(False)
+
+
 def _spin(low: int, high: int, step: int = 1) -> QSpinBox:
     box = QSpinBox()
     box.setRange(low, high)
@@ -55,12 +66,12 @@ def _spin(low: int, high: int, step: int = 1) -> QSpinBox:
 class TrainingForm(QWidget):
     changed = Signal()
 
-    def __init__(self, ctx: AppContext, engines_later: bool = False) -> None:
-        """``engines_later``: list the engines only when load_engines() is called (the window does it after its
-        first frame: importing and checking each engine cost it ~60 ms, issue 14)."""
+    def __init__(self, ctx: AppContext, later: bool = False) -> None:
+        """``later``: the engines, base models and remotes are read only when load_later() is called (the window
+        does it after its first frame: importing and checking each engine cost that frame ~0.1 s, issue 14)."""
         super().__init__()
         self.ctx = ctx
-        self._engines_pending = engines_later
+        self.pending = later  # the lists are not read yet: the form says so, and nothing can start
         self.character = QComboBox()
         self.base_model = QComboBox()
         self.preset = QComboBox()
@@ -129,40 +140,51 @@ class TrainingForm(QWidget):
             self.character.addItem(f"{person.name}  ({person.image_count} photos)", person.id)
         self.character.setCurrentIndex(max(self.character.findData(current), 0))
         self.character.blockSignals(False)
-        self.base_model.clear()
-        for model in base_models(self.ctx.volume, self.ctx.mode):
-            self.base_model.addItem(model.name + ("" if model.ready else " — not ready"), model)
-        if self._engines_pending:
-            self.engine.blockSignals(True)
-            self.engine.clear()
-            self.engine.addItem("checking engines…")  # no data: Start stays disabled until the list arrives
-            self.engine.model().item(0).setEnabled(False)
-            self.engine.blockSignals(False)
+        if self.pending:
+            _checking(self.base_model, "checking base models…")
+            _checking(self.engine, "checking engines…")
+            _checking(self.run_on, "checking…")
         else:
             from isengard_desktop.core.engines import list_engines
+            from isengard_desktop.core.training import base_models
 
+            self._fill_base_models(base_models(self.ctx.volume, self.ctx.mode))
             self._fill_engines(list_engines(self.ctx.volume, "training"))
-        fill_run_on(self.run_on, self.ctx)
+            fill_run_on(self.run_on, self.ctx)
         self._show_preset_info()
         self.changed.emit()
 
-    def load_engines(self) -> None:
-        """List the engines off the event loop (for a form made with ``engines_later``)."""
+    def load_later(self, on_error=None) -> None:
+        """Read the engines, base models and remotes off the event loop (a form made with ``later``); ``on_error``
+        gets what went wrong (the form stays pending)."""
         from isengard_desktop.ui.bridge import run_in_background
 
-        def training_engines(_progress, _cancelled):
+        def lists(_progress, _cancelled):
             from isengard_desktop.core.engines import list_engines
+            from isengard_desktop.core.remote.jobs import run_on_choices
+            from isengard_desktop.core.training import base_models
 
-            return list_engines(self.ctx.volume, "training")
+            return (list_engines(self.ctx.volume, "training"), base_models(self.ctx.volume, self.ctx.mode),
+                    run_on_choices(self.ctx.volume))
 
-        def listed(engines) -> None:
-            self._engines_pending = False
+        def listed(result) -> None:
+            engines, models, choices = result
+            self.pending = False
+            self._fill_base_models(models)
             self._fill_engines(engines)
+            fill_run_on(self.run_on, self.ctx, choices)
             self._show_preset_info()
             self.changed.emit()
 
-        if self._engines_pending:
-            run_in_background(self, training_engines, on_done=listed)
+        if self.pending:
+            run_in_background(self, lists, on_done=listed, on_error=on_error)
+
+    def _fill_base_models(self, models) -> None:
+        self.base_model.blockSignals(True)
+        self.base_model.clear()
+        for model in models:
+            self.base_model.addItem(model.name + ("" if model.ready else " — not ready"), model)
+        self.base_model.blockSignals(False)
 
     def _fill_engines(self, engines) -> None:
         chosen = self.engine.currentData()

@@ -23,10 +23,7 @@ from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.base.log import correlation
 from isengard_desktop.base.mode import FAST_TEST
 from isengard_desktop.context import AppContext
-from isengard_desktop.core.training import build_spec
 from isengard_desktop.core.units import human_duration
-from isengard_desktop.jobs.remote_job import LANE_PREFIX, reattachable
-from isengard_desktop.storage.jobs_repo import RESUMABLE_STATES
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.loss_chart import LossChart
 from isengard_desktop.ui.training_form import TrainingForm, chosen_remote
@@ -47,11 +44,14 @@ PHOTO_VERDICT_TTL_S = 3.0  # the dataset verdict is re-read when the pre-flight 
 class TrainingTab(QWidget):
     lora_finished = Signal()
 
-    def __init__(self, ctx: AppContext, bridge: JobBridge, engines_later: bool = False) -> None:
-        """``engines_later``: see TrainingForm."""
+    def __init__(self, ctx: AppContext, bridge: JobBridge, later: bool = False) -> None:
+        """``later``: built for the window's first frame, the tab reads the engines, base models (TrainingForm),
+        past runs and the verdict when load_later() is called, after that frame; until then it says it is
+        checking, and Start stays disabled."""
         super().__init__()
         self.ctx = ctx
         self.bridge = bridge
+        self.later = later
         self.job_id: str | None = None
         self._photo_verdict: dict[int, tuple[float, list[str]]] = {}  # character -> (when, pre-flight lines)
         self._photo_asking: set[int] = set()
@@ -71,7 +71,7 @@ class TrainingTab(QWidget):
         left.setWidgetResizable(True)
         left.setWidget(left_content)
         left.setMinimumWidth(440)
-        self.form = TrainingForm(ctx, engines_later)
+        self.form = TrainingForm(ctx, later)
         self.start_button = button("Start training", primary=True)
         left_box.addWidget(self.form)
         left_box.addWidget(self.start_button)
@@ -129,14 +129,33 @@ class TrainingTab(QWidget):
     # set-up ------------------------------------------------------------------------------------
     def refresh(self) -> None:
         self.form.refresh()
+        if self.later:
+            self.runs.clear()
+            self.runs.addItem(QListWidgetItem("Loading past runs…"))  # no job id: selecting it shows nothing
+            self.start_button.setEnabled(False)
+            self.cancel_button.setEnabled(False)
+            self.resume_button.setEnabled(False)
+            return
         self._reload_runs()
         self._update_buttons()
+
+    def load_later(self) -> None:
+        """What a tab built for the first frame left for after it: past runs now (the job manager exists by now),
+        the engines and base models from a thread, then the verdict."""
+        self.later = False
+        self._reload_runs()
+        self._update_buttons()
+        self.form.load_later(on_error=lambda exc: self.form.verdict.setText(f"✖ {exc}"))
 
     def _character(self):
         character_id = self.form.character.currentData()
         return self.ctx.characters.get(character_id) if character_id is not None else None
 
     def update_verdict(self) -> tuple | None:
+        if self.later or self.form.pending:
+            self.form.verdict.setText("Checking the engines and base models…")
+            self.start_button.setEnabled(False)
+            return None
         character = self._character()
         if character is None:
             self.form.verdict.setText("Create a character and add photos first (Characters tab).")
@@ -151,6 +170,8 @@ class TrainingTab(QWidget):
                     self.ctx, character, remote, self.form.engine.currentData(), self.form.preset.currentData(),
                     self.form.overrides())
             else:
+                from isengard_desktop.core.training import build_spec
+
                 spec, check = build_spec(self.ctx.volume, self.ctx.dataset, character, self.ctx.mode,
                                          self.form.preset.currentData(), self.form.overrides(),
                                          self.form.base_model.currentData())
@@ -171,6 +192,8 @@ class TrainingTab(QWidget):
         lines += self._photo_lines(character.id)  # Check photos' verdict: a warning, never a refusal
         self.form.verdict.setText("\n".join(lines))
         # One job at a time per machine: this computer's GPU lane, or the chosen remote's lane.
+        from isengard_desktop.jobs.remote_job import LANE_PREFIX
+
         lane = f"{LANE_PREFIX}{remote}" if remote else "gpu"
         self.start_button.setEnabled(check.ok and self.form.engine.currentData() is not None
                                      and not self.ctx.jobs.running_jobs(lane=lane))
@@ -271,6 +294,8 @@ class TrainingTab(QWidget):
     def offer_interrupted_jobs(self, recovered: list | None = None) -> None:
         """At start-up: jobs that were running when the app closed (``recovered``: the job manager's recover(),
         asked here when not given) are offered for resume."""
+        from isengard_desktop.jobs.remote_job import reattachable
+
         for job in self.ctx.jobs.recover() if recovered is None else recovered:
             if job.kind != "training":
                 continue
@@ -288,6 +313,8 @@ class TrainingTab(QWidget):
     # showing a run -----------------------------------------------------------------------------
     def _reload_runs(self, *_args) -> None:
         """The chosen character's runs, newest first (every run when no character exists any more)."""
+        if self.later:  # the runs are read after the first frame (load_later)
+            return
         character_id = self.form.character.currentData()
         self.runs.blockSignals(True)
         self.runs.clear()
@@ -403,6 +430,8 @@ class TrainingTab(QWidget):
             self.update_verdict()
 
     def _update_buttons(self) -> None:
+        from isengard_desktop.storage.jobs_repo import RESUMABLE_STATES
+
         job = self.ctx.jobs.get(self.job_id) if self.job_id else None
         self.cancel_button.setEnabled(bool(job and job.state in ("queued", "running")))
         self.resume_button.setEnabled(bool(job and job.state in RESUMABLE_STATES))

@@ -12,7 +12,7 @@ from tests.ui.test_generate_tab import _train_lora
 
 
 def test_only_the_open_tab_is_built_and_a_clicked_tab_is_the_real_one(qtbot, window):
-    assert set(window._built) == {"characters"}
+    assert set(window.book.built) == {"characters"}
     bar = window.tabs.tabBar()
     qtbot.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.tabRect(1).center())
     assert isinstance(window.tabs.currentWidget(), DatasetTab)
@@ -24,7 +24,7 @@ def test_a_generate_tab_built_after_a_training_offers_its_new_lora(qtbot, window
     qtbot.waitUntil(lambda: window.bridge.attached, timeout=10_000)  # after the first frame
     _train_lora(qtbot, window, ctx, photos)
     qtbot.waitUntil(lambda: window._trained_job is not None, timeout=10_000)
-    assert "generate" not in window._built
+    assert "generate" not in window.book.built
     tab = window.generate
     qtbot.waitUntil(lambda: len(tab.form.lora_rows) == 1, timeout=20_000)
     assert tab.form.lora_rows[0].combo.currentData().character_name == "Ada Lovelace"
