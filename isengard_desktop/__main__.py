@@ -61,5 +61,19 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(argv)
 
 
+def _ends_at_once(argv: list[str]) -> bool:
+    """Whether this process may skip the interpreter's teardown when it is done (base/process_exit.py): a CLI
+    command or a bundled worker, not the window (Qt cleans up as usual) nor ``-c CODE`` (its own atexit hooks)."""
+    from isengard_desktop.cli.main import is_gui_invocation
+
+    return argv[:1] != ["-c"] and not is_gui_invocation(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    at_once = _ends_at_once(sys.argv[1:])  # before main() rewrites sys.argv for a worker or -c
+    code = main()
+    if at_once:
+        from isengard_desktop.base.process_exit import exit_now
+
+        exit_now(code)
+    sys.exit(code)

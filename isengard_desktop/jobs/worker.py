@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 
 from isengard_desktop.base import log as app_log
+from isengard_desktop.base.process_exit import exit_now
 from isengard_desktop.jobs import protocol
 
 log = structlog.get_logger(__name__)
@@ -249,22 +250,6 @@ def main() -> int:
     if sys.argv[1] == protocol.SERVE_ARG:
         return serve()
     return run(Path(sys.argv[1]))
-
-
-def exit_now(code: int) -> None:
-    """End the worker without the interpreter's teardown, once everything it wrote is out.
-
-    Every file a job keeps is written atomically and closed before its final ``done``; what is left at exit is
-    tearing down torch, diffusers and transformers module by module, which takes about a second on this machine
-    (E5) while the person waits for the job to end. The app's streams are flushed first; the kernel closes the
-    rest (the GPU lock's descriptor, CUDA's context)."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # the app is gone: nothing left to tell it
-            pass
-    logging.shutdown()
-    os._exit(code)
 
 
 if __name__ == "__main__":
