@@ -102,6 +102,17 @@ def _fast_test() -> bool:
         return False
 
 
+def saved_image_path(base: Path, image: dict) -> Path | None:
+    """Where the embedded ComfyUI (``--base-directory base``) saved an ``output`` event's image, or None when the
+    event names no file inside its output or temp folder."""
+    kind = image.get("type", "output")
+    if kind not in ("output", "temp") or not image.get("filename"):
+        return None
+    folder = (base / kind).resolve()
+    path = (folder / image.get("subfolder", "") / image["filename"]).resolve()
+    return path if path.is_relative_to(folder) and path.is_file() else None
+
+
 # What a run without Advanced toggles looks in: the base model's folders and the LoRAs (one GET each; E7).
 BASE_FOLDERS = ("checkpoints", "diffusion_models", "text_encoders", "vae", "loras")
 
@@ -205,7 +216,7 @@ class ComfyUIEngine(Engine):
                     workflow = build_workflow(plan.request, plan.choice, index=index, uploads=plan.uploads,
                                               model_only_loras=plan.model_only)
                     state = self._one_image(client, connection, plan.request, workflow, plan.choice, index, emit,
-                                            should_stop, __version__)
+                                            should_stop, __version__, None if remote_url else paths.base_dir(root))
                     if state != "succeeded":
                         return state
             finally:
@@ -276,8 +287,12 @@ class ComfyUIEngine(Engine):
         return RunPlan(effective, choice, uploads, model_only)
 
     def _one_image(self, client, connection, request: GenerationRequest, workflow: dict, choice, index: int,
-                   emit: Emit, should_stop: ShouldStop, version: str) -> str:
-        """Submit one image's workflow, follow it, and save what it made; returns the final state."""
+                   emit: Emit, should_stop: ShouldStop, version: str, local_base: Path | None) -> str:
+        """Submit one image's workflow, follow it, and save what it made; returns the final state.
+
+        The embedded server's images are read where it saved them (``local_base``, this disk): after each prompt
+        of more than 10 s ComfyUI collects its garbage, holding its HTTP loop ~0.3 s, and a GET /view made then
+        waits for it (E7). A ComfyUI by URL is asked over HTTP."""
         from isengard_desktop.base import atomic
 
         seed = request.seed + index
@@ -312,7 +327,9 @@ class ComfyUIEngine(Engine):
         parameters = pngmeta.a1111_parameters(request, seed, self.name, version,
                                               distilled_guidance=choice.resolved_family == "flux")
         for number, image in enumerate(outputs):
-            data = client.view(image["filename"], image.get("subfolder", ""), image.get("type", "output"))
+            saved = saved_image_path(local_base, image) if local_base is not None else None
+            data = saved.read_bytes() if saved is not None else client.view(
+                image["filename"], image.get("subfolder", ""), image.get("type", "output"))
             path = out / f"image_{index:02d}_{seed}{'_' + str(number) if number else ''}.png"
             atomic.write_bytes(path, pngmeta.add_chunks(data, {"parameters": parameters}))
             log.info("image_saved", path=str(path), seed=seed, prompt_id=prompt_id,
