@@ -98,15 +98,16 @@ def whole(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def measure(runs: int = 7) -> list[dict]:
-    """The rows of bench/run_all.py's table: figure, reference, ratio, target (one window row per opening tab)."""
+def measure(runs: int = 7, tabs: tuple[str, ...] = OPENING_TABS) -> list[dict]:
+    """The rows of bench/run_all.py's table: figure, reference, ratio, target (one window row per opening tab in
+    ``tabs``)."""
     compileall.compile_dir(str(ROOT / "isengard_desktop"), quiet=1)
     compileall.compile_dir(str(ROOT / "engines"), quiet=1)
     with tempfile.TemporaryDirectory() as folder:
         volume = Path(folder) / "volume"
         prepare(volume)
         apps = {tab: [sys.executable, "-m", "isengard_desktop", "--volume", str(path)]
-                for tab, path in tab_volumes(volume).items()}
+                for tab, path in tab_volumes(volume).items() if tab in tabs}
         bare = [sys.executable, str(ROOT / "bench" / "_bare_window.py")]
         cli = [sys.executable, "-m", "isengard_desktop", "--volume", str(volume), "characters", "list", "--json"]
         empty = [sys.executable, "-c", "pass"]
@@ -135,8 +136,9 @@ def measure(runs: int = 7) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--tabs", nargs="*", default=OPENING_TABS, choices=OPENING_TABS, help="opening tabs to time")
     args = parser.parse_args()
-    for row in measure(args.runs):
+    for row in measure(args.runs, tuple(args.tabs)):
         low, high = row["spread"]
         print(f"{row['name']:44s}: {row['figure']:.3f} s (runs {low:.2f}-{high:.2f}) vs "
               f"{row['reference_name']} {row['reference']:.3f} s, ratio {row['figure'] / row['reference']:.2f} "

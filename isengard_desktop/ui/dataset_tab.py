@@ -43,15 +43,17 @@ class DatasetTab(QWidget):
     changed = Signal()
     reloaded = Signal()  # the grid shows the current filter's images
 
-    def __init__(self, ctx: AppContext, bridge=None) -> None:
+    def __init__(self, ctx: AppContext, bridge=None, later: bool = False) -> None:
+        """``later``: built for the window's first frame, the grid shows an empty cell per photo and reads the
+        photos when load_later() is called, after that frame (its thread would slow the frame down)."""
         super().__init__()
         self.ctx = ctx
+        self.later = later
         self.checks = PhotoCheckService(ctx)
         self.check_job: str | None = None
         self._check_error: str | None = None
         self.model = DatasetModel(self)
         self._photo_counts: dict[int, int] = {}  # character id -> its photos (the characters list counts them)
-        self._loaded = False  # the grid has shown a query's answer once
         self._generation = 0
         self._select_after: int | None = None
         layout = QVBoxLayout(self)
@@ -195,10 +197,16 @@ class DatasetTab(QWidget):
         self._generation += 1
         generation, flt = self._generation, self.current_filter()
         issue = self.issue_filter.currentData()
-        if not self._loaded:  # nothing shown yet: cells for the photos there are, filled when the query answers
+        if self.later:  # the first frame's: cells for the photos there are, filled once the query answers
             self._show_expected(flt, issue)
+            return
         run_in_background(self, lambda _progress, _cancelled: self._load(flt, issue),
                           on_done=lambda loaded: self._apply(generation, *loaded))
+
+    def load_later(self) -> None:
+        """Read the grid's photos (for a tab built with ``later``)."""
+        self.later = False
+        self.reload()
 
     def _show_expected(self, flt: ImageFilter, issue: str | None) -> None:
         """Before the first query answers: as many thumbnail-sized empty cells as the characters list counts photos
@@ -232,7 +240,6 @@ class DatasetTab(QWidget):
                summary: dict | None = None) -> None:
         if generation != self._generation:
             return  # a newer filter was chosen meanwhile
-        self._loaded = True
         self.model.set_images(images, found)
         self._show_summary(summary)
         self.count.setText(f"{len(images)} photo{'s' if len(images) != 1 else ''}")

@@ -49,7 +49,10 @@ def _readiness(ctx: AppContext, engine: str) -> dict[str, Availability]:
 
 
 class GenerateTab(QWidget):
-    def __init__(self, ctx: AppContext, bridge: JobBridge) -> None:
+    def __init__(self, ctx: AppContext, bridge: JobBridge, later: bool = False) -> None:
+        """``later``: built for the window's first frame, the tab reads its engines, LoRAs and gallery when
+        load_later() is called, after that frame (its thread would slow the frame down); until then it says so
+        and Generate waits."""
         super().__init__()
         self.ctx = ctx
         self.bridge = bridge
@@ -127,6 +130,14 @@ class GenerateTab(QWidget):
         self.reuse_button.clicked.connect(self.reuse)
         self.open_button.clicked.connect(self.open_folder)
         bridge.event.connect(self._on_event)
+        if later:
+            self.generate_button.setEnabled(False)
+            self.status.setText("Reading the engines, your LoRAs and the gallery…")
+        else:
+            self.refresh()
+
+    def load_later(self) -> None:
+        """What a tab built with ``later`` left for after the first frame."""
         self.refresh()
 
     # loading ---------------------------------------------------------------------------------------
@@ -142,6 +153,9 @@ class GenerateTab(QWidget):
 
     def _loaded(self, result) -> None:
         engines, options, triggers, items = result
+        if self.job_id is None and not self.generate_button.isEnabled():  # waiting for this (``later``)
+            self.generate_button.setEnabled(True)
+            self.status.setText("")
         self.form.set_engines(engines, self.ctx.settings.default_image_engine)
         fill_run_on(self.form.run_on, self.ctx)
         self.form.set_lora_options(options, triggers, offer=self._offer)

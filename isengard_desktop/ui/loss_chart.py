@@ -4,8 +4,8 @@ pyqtgraph costs a quarter to half a second to import: not before the first frame
 when a run starts either. ``preload()`` loads it once the window is up, without stalling the window (E6):
 the parts that hold the GIL for long in one C call (its Qt shim creating every QtCore/QtGui/QtWidgets type
 through ``dir()``/``getattr``, the extra Qt extension modules) run on the GUI thread in slices of a few
-milliseconds between events; the rest, pure Python, is imported on a background thread. Until then a chart says
-it is loading; then it shows its (empty) axes.
+milliseconds between events; the rest, pure Python, is imported on a background thread. The plot itself (~20-30
+ms to make the first one) is made when the first curve arrives; until then the chart says where it will be.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import importlib
 import sys
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QCheckBox, QVBoxLayout, QWidget
@@ -40,33 +39,6 @@ SLICE_S = 0.004  # GUI-thread work per slice: well under a 60 Hz frame
 # Classes whose first lookup takes ~25 ms of Python (building their large enums): left to the thread, where
 # Python code shares the GIL every few milliseconds (timed name by name in the running window).
 _ON_THREAD = frozenset({"QEasingCurve"})
-POLL_MS = 20  # how often the GUI thread looks whether the background import has finished
-_waiting: list[weakref.WeakMethod] = []  # charts to draw their axes once pyqtgraph is loaded
-_loading: list[threading.Thread] = []  # preload()'s thread while it imports
-
-
-def loaded() -> bool:
-    """Whether pyqtgraph is imported (and not half-way, on preload()'s thread)."""
-    return "pyqtgraph" in sys.modules and not any(thread.is_alive() for thread in _loading)
-
-
-def when_loaded(callback: Callable[[], None]) -> None:
-    """Call the bound method ``callback`` on the GUI thread once preload() has loaded pyqtgraph (now if it is
-    loaded); not at all if its object is gone by then."""
-    if loaded():
-        callback()
-    else:
-        _waiting.append(weakref.WeakMethod(callback))
-
-
-def _call_waiting() -> None:
-    while _waiting:
-        callback = _waiting.pop(0)()
-        if callback is not None:
-            try:
-                callback()
-            except RuntimeError:  # its widget was deleted by Qt meanwhile
-                pass
 
 
 def _slices() -> Iterator[None]:
@@ -103,21 +75,13 @@ def preload(parent: QObject | None = None) -> None:
     timer.setInterval(0)
 
     def step() -> None:
-        if _loading:  # the thread imports: the charts waiting for it draw once it has finished
-            if not loaded():
-                return
-            timer.stop()
-            timer.deleteLater()
-            _call_waiting()
-            return
         try:
             next(steps)
         except StopIteration:
-            thread = threading.Thread(target=importlib.import_module, args=("pyqtgraph",), name="preload-pyqtgraph",
-                                      daemon=True)
-            _loading.append(thread)
-            thread.start()
-            timer.setInterval(POLL_MS)
+            timer.stop()
+            timer.deleteLater()
+            threading.Thread(target=importlib.import_module, args=("pyqtgraph",), name="preload-pyqtgraph",
+                             daemon=True).start()
 
     timer.timeout.connect(step)
     timer.start()
@@ -134,11 +98,10 @@ class LossChart(QWidget):
         self.log_scale = QCheckBox("Log scale")
         self.log_scale.toggled.connect(self._apply_log)
         self._layout.addWidget(self.log_scale)
-        self.status = label("Loading the chart…", "muted")
-        self.status.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self._layout.addWidget(self.status, 1)
+        self.empty = label("The loss curve of a run appears here: start one, or pick a past run.", "muted")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._layout.addWidget(self.empty, 1)
         self.setMinimumHeight(220)
-        when_loaded(self._ensure_plot)  # the empty axes, once the library is here
 
     def _ensure_plot(self) -> None:
         if self._plot is not None:
@@ -153,7 +116,7 @@ class LossChart(QWidget):
         self._raw = self._plot.plot([], [], pen=pg.mkPen("#5b6472", width=1), name="loss")
         self._smooth = self._plot.plot([], [], pen=pg.mkPen("#d4a24c", width=2), name="smoothed")
         self._layout.insertWidget(0, self._plot, 1)
-        self.status.hide()
+        self.empty.hide()
         self._apply_log(self.log_scale.isChecked())
 
     def _apply_log(self, on: bool) -> None:

@@ -88,7 +88,7 @@ class MainWindow(QMainWindow):
         elif name == "dataset":
             from isengard_desktop.ui.dataset_tab import DatasetTab
 
-            tab = DatasetTab(self.ctx, self.bridge)
+            tab = DatasetTab(self.ctx, self.bridge, later=for_first_frame)  # its photos are read after the frame
             tab.changed.connect(lambda: self.book.refresh("characters", "training"))
         elif name == "training":
             from isengard_desktop.ui.training_tab import TrainingTab
@@ -99,7 +99,7 @@ class MainWindow(QMainWindow):
         elif name == "generate":
             from isengard_desktop.ui.generate_tab import GenerateTab
 
-            tab = GenerateTab(self.ctx, self.bridge)
+            tab = GenerateTab(self.ctx, self.bridge, later=for_first_frame)
             if self._trained_job is not None:  # what it would have seen built: it offers the LoRA just trained
                 tab._training_succeeded(self._trained_job)
         else:

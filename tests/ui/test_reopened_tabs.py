@@ -10,6 +10,7 @@ import pytest
 from PySide6.QtCore import Qt, QTimer
 
 from isengard_desktop.ui.dataset_tab import DatasetTab
+from isengard_desktop.ui.generate_tab import GenerateTab
 from isengard_desktop.ui.training_tab import TrainingTab
 from tests.ui.test_training_and_jobs import set_advanced, wait_state
 
@@ -62,16 +63,25 @@ def test_a_window_reopened_on_training_checks_first_then_trains(qtbot, reopen, c
     assert "Ready" in tab.form.verdict.text()
     assert tab.form.engine.currentData() == "diffusers" and tab.form.base_model.currentData() is not None
     assert tab.runs.count() == 0  # no run yet: the placeholder row is gone
-    qtbot.waitUntil(lambda: tab.chart._plot is not None, timeout=30_000)  # its axes, once the library is here
-    assert not tab.chart.status.isVisible()
+    assert tab.chart.empty.isVisible() and "appears here" in tab.chart.empty.text()
 
     set_advanced(tab, steps=4, every=4)
     qtbot.mouseClick(tab.start_button, LEFT)
-    assert tab.job_id, tab.form.verdict.text()
-    wait_state(qtbot, ctx, tab.job_id, ("succeeded", "failed"))
+    job_id = tab.job_id
+    assert job_id, tab.form.verdict.text()
+    wait_state(qtbot, ctx, job_id, ("succeeded", "failed"))
     qtbot.waitUntil(lambda: "LoRA saved" in tab.result.text(), timeout=10_000)
-    assert len(tab.chart.steps) == 4
-    assert tab.runs.count() == 1 and tab.job_id in tab.runs.item(0).text()
+    assert len(tab.chart.steps) == 4 and tab.chart._plot.isVisible() and not tab.chart.empty.isVisible()
+    assert tab.runs.count() == 1 and job_id in tab.runs.item(0).text()
+
+    # Reopened again on Training: the past run is listed once read, and picking it draws its curve.
+    again = reopen("Training").tabs.currentWidget()
+    qtbot.waitUntil(lambda: again.runs.count() == 1 and job_id in again.runs.item(0).text(), timeout=30_000)
+    assert again.chart.steps == []
+    qtbot.mouseClick(again.runs.viewport(), LEFT, pos=again.runs.visualItemRect(again.runs.item(0)).center())
+    assert again.chart.steps == tab.chart.steps
+    qtbot.waitUntil(lambda: again.chart._plot.isVisible() and not again.chart.empty.isVisible())
+    assert "LoRA saved" in again.result.text()
 
 
 def test_a_training_tab_clicked_later_is_ready_when_it_appears(qtbot, reopen, ctx, photos: Path):
@@ -98,7 +108,8 @@ def test_a_window_reopened_on_dataset_never_says_a_character_with_photos_has_non
     watch.start(1)
     seen.append((tab.empty_note.isVisible(), tab.model.rowCount()))  # the first frame's
     assert tab.count.text() == f"Loading {count} photos…"
-    qtbot.waitUntil(lambda: tab._loaded, timeout=20_000)
+    with qtbot.waitSignal(tab.reloaded, timeout=20_000):  # the photos read after the first frame
+        pass
     qtbot.wait(50)
     watch.stop()
     assert all(not empty and rows == count for empty, rows in seen), seen[:5]
@@ -111,3 +122,13 @@ def test_a_window_reopened_on_dataset_never_says_a_character_with_photos_has_non
     tab.character.setCurrentIndex(tab.character.findText("Ada Lovelace"))
     qtbot.waitUntil(lambda: tab.model.rowCount() == count, timeout=20_000)
     assert not tab.empty_note.isVisible()
+
+
+def test_a_window_reopened_on_generate_waits_for_its_engines_before_generating(qtbot, reopen):
+    window = reopen("Generate")
+    tab = window.tabs.currentWidget()
+    assert isinstance(tab, GenerateTab)
+    assert not tab.generate_button.isEnabled() and tab.status.text().startswith("Reading the engines")
+    qtbot.waitUntil(tab.generate_button.isEnabled, timeout=30_000)
+    assert tab.form.engine.currentData() == "diffusers" and tab.status.text() == ""
+    assert tab.form.lora_note.text() == "No trained LoRA yet: train a character on the Training tab."
