@@ -290,9 +290,10 @@ class ComfyUIEngine(Engine):
                    emit: Emit, should_stop: ShouldStop, version: str, local_base: Path | None) -> str:
         """Submit one image's workflow, follow it, and save what it made; returns the final state.
 
-        The embedded server's images are read where it saved them (``local_base``, this disk): after each prompt
-        of more than 10 s ComfyUI collects its garbage, holding its HTTP loop ~0.3 s, and a GET /view made then
-        waits for it (E7). A ComfyUI by URL is asked over HTTP."""
+        The embedded server's images are read where it saved them (``local_base``, this disk), then removed there
+        once the app's copy is written: after each prompt of more than 10 s ComfyUI collects its garbage, holding
+        its HTTP loop ~0.3 s, and a GET /view made then waits for it (E7); and the volume would hold every image
+        twice. A ComfyUI by URL is asked over HTTP and keeps its own."""
         from isengard_desktop.base import atomic
 
         seed = request.seed + index
@@ -332,6 +333,8 @@ class ComfyUIEngine(Engine):
                 image["filename"], image.get("subfolder", ""), image.get("type", "output"))
             path = out / f"image_{index:02d}_{seed}{'_' + str(number) if number else ''}.png"
             atomic.write_bytes(path, pngmeta.add_chunks(data, {"parameters": parameters}))
+            if saved is not None:  # the embedded server's copy: the volume keeps each image once, the app's
+                saved.unlink(missing_ok=True)
             log.info("image_saved", path=str(path), seed=seed, prompt_id=prompt_id,
                      seconds=round(time.perf_counter() - started, 3))
             emit({"event": "image", "index": index, "path": str(path), "seed": seed, "parameters": parameters})

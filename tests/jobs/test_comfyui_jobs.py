@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engines.comfyui.paths import locate
+from engines.comfyui.paths import base_dir, locate
 from engines.pngmeta import read_chunks
 from isengard_desktop.context import AppContext
 from isengard_desktop.core import generation
@@ -63,6 +63,8 @@ def test_images_come_back_with_comfyui_and_a1111_metadata(comfy_ctx: AppContext)
     assert final.progress["step"] == final.progress["total"] == 8
     rows = generation.gallery(ctx.db, ctx.volume)
     assert {row.params["seed"] for row, _ in rows[:2]} == {11, 12}
+    # Each image is kept once in the volume: ComfyUI's own copy went once the app's was written.
+    assert not list((base_dir(ctx.volume.root) / "output").rglob("*.png"))
 
 
 def test_a_missing_lora_is_refused_before_anything_runs(comfy_ctx: AppContext, tmp_path: Path) -> None:
