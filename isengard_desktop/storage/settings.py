@@ -67,3 +67,22 @@ def load(path: Path) -> Settings:
 
 def save(path: Path, settings: Settings) -> None:
     atomic.write_text(path, json.dumps(asdict(settings), indent=2, sort_keys=True))
+
+
+def update(path: Path, held: Settings | None = None, **changes: Any) -> Settings:
+    """Change only ``changes`` in the file, read again first, and return what it now holds.
+
+    The window keeps its settings in memory for hours while a CLI command (``isengard remotes add``) or a second
+    window may change the file: saving the whole copy held would silently undo their changes. ``held``, the
+    copy a caller keeps (``ctx.settings``), is brought up to date too."""
+    unknown = set(changes) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise TypeError(f"not a setting: {', '.join(sorted(unknown))}")
+    current = load(path)
+    for name, value in changes.items():
+        setattr(current, name, value)
+    save(path, current)
+    if held is not None:
+        for item in fields(Settings):
+            setattr(held, item.name, getattr(current, item.name))
+    return current

@@ -222,6 +222,5 @@ class FirstRunPage(QWidget):
         from isengard_desktop.storage import settings as settings_store
 
         with correlation("first_run_finished", how=how):
-            self.ctx.settings.first_run_done = True
-            settings_store.save(self.ctx.volume.settings_path, self.ctx.settings)
+            settings_store.update(self.ctx.volume.settings_path, self.ctx.settings, first_run_done=True)
         self.finished.emit(how)

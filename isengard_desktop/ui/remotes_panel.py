@@ -256,8 +256,7 @@ class RemoteComfyUIBox(QGroupBox):
         """Store the choice and restart the comfyui service, which reads it at its start."""
         from isengard_desktop.storage import settings as settings_store
 
-        self.ctx.settings.comfyui_url = url
-        settings_store.save(self.ctx.volume.settings_path, self.ctx.settings)
+        settings_store.update(self.ctx.volume.settings_path, self.ctx.settings, comfyui_url=url)
         with correlation("comfyui_url_changed", remote=bool(url)):
             self.ctx.restart_service("comfyui")
         self._show_current()

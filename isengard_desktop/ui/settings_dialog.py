@@ -231,8 +231,7 @@ class SettingsDialog(QDialog):
         """Store the folders and restart the engines' servers (in the background) so that they list their models."""
         from isengard_desktop.storage import settings as settings_store
 
-        self.ctx.settings.extra_model_dirs = folders
-        settings_store.save(self.ctx.volume.settings_path, self.ctx.settings)
+        settings_store.update(self.ctx.volume.settings_path, self.ctx.settings, extra_model_dirs=folders)
         self.model_dirs.clear()
         self.model_dirs.addItems(folders)
         with correlation("extra_model_dirs_changed", count=len(folders)):

@@ -75,8 +75,7 @@ def add_remote(volume: Volume, remote: Remote, settings: Settings | None = None)
     if any(row.get("name") == remote.name for row in current.remotes):
         raise ValidationError(f"A remote named {remote.name!r} exists already; remove it first or choose another "
                               "name.")
-    current.remotes = [*current.remotes, remote.to_json()]
-    _save(volume, current, settings)
+    settings_store.update(volume.settings_path, settings, remotes=[*current.remotes, remote.to_json()])
     log.info("remote_added", remote=remote.name, host=remote.host, port=remote.port, key_path=remote.key)
     return remote
 
@@ -84,16 +83,10 @@ def add_remote(volume: Volume, remote: Remote, settings: Settings | None = None)
 def remove_remote(volume: Volume, name: str, settings: Settings | None = None) -> Remote:
     remote = get_remote(volume, name)
     current = settings_store.load(volume.settings_path)
-    current.remotes = [row for row in current.remotes if row.get("name") != name]
-    _save(volume, current, settings)
+    settings_store.update(volume.settings_path, settings,
+                          remotes=[row for row in current.remotes if row.get("name") != name])
     log.info("remote_removed", remote=name)
     return remote
-
-
-def _save(volume: Volume, current: Settings, settings: Settings | None) -> None:
-    settings_store.save(volume.settings_path, current)
-    if settings is not None:
-        settings.remotes = list(current.remotes)
 
 
 def check_comfyui_url(url: str) -> str:
