@@ -79,13 +79,14 @@ def _run(kind: str, volume: Path) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["longest_ms"]
 
 
-def measure(runs: int = 5) -> list[dict]:
+def measure(runs: int = 5, tabs: tuple[str, ...] | None = None) -> list[dict]:
+    """One row per opening tab (``tabs``: those of startup.OPENING_TABS to measure, by default all)."""
     from startup import prepare, tab_volumes
 
     with tempfile.TemporaryDirectory() as folder:
         volume = Path(folder) / "volume"
         prepare(volume)
-        volumes = tab_volumes(volume)
+        volumes = {tab: path for tab, path in tab_volumes(volume).items() if tabs is None or tab in tabs}
         for path in volumes.values():  # warm the page cache
             _run("app", path)
         apps: dict[str, list[float]] = {tab: [] for tab in volumes}
@@ -103,11 +104,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--child", nargs=2, metavar=("KIND", "VOLUME"))
+    parser.add_argument("--tabs", nargs="*", help="opening tabs to measure (default: each)")
     args = parser.parse_args()
     if args.child:
         _child(*args.child)
         return
-    for row in measure(args.runs):
+    for row in measure(args.runs, tuple(args.tabs) if args.tabs else None):
         low, high = row["spread"]
         print(f"{row['name']}: median {row['figure']:.1f} ms (runs {low:.0f}-{high:.0f}), "
               f"{row['reference_name']} {row['reference']:.1f} ms (target <= 30 ms)")

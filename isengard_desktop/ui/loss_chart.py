@@ -63,9 +63,12 @@ def _slices() -> Iterator[None]:
                 deadline = time.perf_counter() + SLICE_S
 
 
+_preloading: list[QTimer] = []  # preload() under way (asked again meanwhile, it does not start twice)
+
+
 def preload(parent: QObject | None = None) -> None:
     """Load pyqtgraph without stalling the window: GUI-thread slices between events, then a background thread."""
-    if "pyqtgraph" in sys.modules:
+    if "pyqtgraph" in sys.modules or _preloading:
         return
     # What exists by now (modules, classes, widgets) lives as long as the app: taken out of the garbage
     # collector's full passes, which would otherwise walk it all again while pyqtgraph allocates (~40 ms stalls).
@@ -73,6 +76,8 @@ def preload(parent: QObject | None = None) -> None:
     steps = _slices()
     timer = QTimer(parent)
     timer.setInterval(0)
+    _preloading.append(timer)
+    timer.destroyed.connect(lambda *_: _preloading.clear())  # its parent closed half-way: a later call starts again
 
     def step() -> None:
         try:

@@ -151,14 +151,16 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self, self._after_first_frame)  # once this frame is on screen
 
     def _after_first_frame(self) -> None:
-        """What the first frame does not need (issue 14): the job manager, the Training form's engines, engine
-        states, the GPU, ComfyUI, interrupted jobs, the chart library. One step per turn of the event loop:
-        together they would stall it (E6)."""
+        """What the first frame does not need (issue 14): the job manager, engine states, the GPU, ComfyUI,
+        interrupted jobs, what the first tab left for later (lazy_tabs.py). One step per turn of the event loop:
+        together they would stall it (E6). The chart library loads when the Training tab has shown (training_tab.py)."""
         if self._after_frame_done:
             return
         self._after_frame_done = True
-        run_steps(self, [*import_steps(), self._follow_jobs, self.book.load_first_later, self._show_engine_states,
-                         self._ask_gpu, self._start_services, self._offer_if_asked, self._watch_chart],
+        # The first tab's threads (load_later) start after the steps that list engines on this thread: running
+        # beside them, they doubled those steps (a 15-22 ms step became a 30 ms stall).
+        run_steps(self, [*import_steps(), self._follow_jobs, self._show_engine_states, self._ask_gpu,
+                         self._start_services, self._offer_if_asked, self.book.load_first_later],
                   lambda: self._closing)
 
     def _show_engine_states(self) -> None:
@@ -174,20 +176,6 @@ class MainWindow(QMainWindow):
     def _offer_if_asked(self) -> None:
         if self._offer_jobs_asked:
             self.offer_interrupted_jobs()
-
-    def _watch_chart(self) -> None:
-        # The chart library loads when the Training tab is first shown (E6: not in the first seconds, when
-        # loading it stalled the window), well before a person can press Start there.
-        self.tabs.currentChanged.connect(self._preload_chart)
-        self._preload_chart()
-
-    def _preload_chart(self, *_args) -> None:
-        training = self.book.built.get("training")
-        if training is not None and self.tabs.currentWidget() is training and self.stack.currentWidget() is self.tabs:
-            from isengard_desktop.ui.loss_chart import preload
-
-            self.tabs.currentChanged.disconnect(self._preload_chart)
-            preload(self)
 
     def _remember_tab(self, index: int) -> None:
         from isengard_desktop.storage import settings as settings_store

@@ -152,6 +152,21 @@ class TrainingTab(QWidget):
         return self.ctx.characters.get(character_id) if character_id is not None else None
 
     def update_verdict(self) -> tuple | None:
+        """The pre-flight verdict, drawn again; returns (spec, check) when the run could be built."""
+        built = self._verdict()
+        self._preload_chart()
+        return built
+
+    def _preload_chart(self) -> None:
+        """The chart library loads once the tab is on screen and has read what it shows, well before a person can
+        press Start: not in the window's first seconds otherwise, and not beside the tab's own threads (the
+        photo verdict's imports numpy too): together they stalled the window 30-70 ms (E6)."""
+        if self.isVisible() and not (self.later or self.form.pending or self._photo_asking):
+            from isengard_desktop.ui.loss_chart import preload
+
+            preload(self)
+
+    def _verdict(self) -> tuple | None:
         if self.later or self.form.pending:
             self.form.verdict.setText("Checking the engines and base models…")
             self.start_button.setEnabled(False)
@@ -233,7 +248,7 @@ class TrainingTab(QWidget):
             self._photo_asking.add(character_id)
             run_in_background(self, lambda _p, _c: PhotoCheckService(self.ctx).preflight_lines(character_id),
                               on_done=lambda lines: self._photo_answered(character_id, lines),
-                              on_error=lambda _exc: self._photo_asking.discard(character_id))
+                              on_error=lambda _exc: self._photo_failed(character_id))
         return cached[1] if cached else []
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
@@ -249,6 +264,10 @@ class TrainingTab(QWidget):
         self._photo_verdict[character_id] = (time.monotonic(), lines)
         if self._character() is not None and self._character().id == character_id:
             self.update_verdict()
+
+    def _photo_failed(self, character_id: int) -> None:
+        self._photo_asking.discard(character_id)  # the pre-flight goes without it
+        self._preload_chart()
 
     def _gpu_answered(self, _cards) -> None:
         self._asking_gpu = False
