@@ -65,7 +65,7 @@ class DatasetModel(QAbstractListModel):
 
     def flags(self, index: QModelIndex) -> Qt.ItemFlag:
         if index.isValid() and index.row() >= len(self.images):  # a placeholder: nothing to select yet
-            return Qt.ItemFlag.NoItemFlags
+            return Qt.ItemFlag.ItemIsEnabled  # (drawn like a photo whose thumbnail is on the way, not greyed)
         return super().flags(index)
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):

@@ -166,6 +166,7 @@ class DatasetTab(QWidget):
         self.save_caption.clicked.connect(lambda: self.set_caption(self.caption.toPlainText()))
         self.reset_caption.clicked.connect(lambda: self.set_caption(None))
         self.view.selectionModel().selectionChanged.connect(self._show_selection)
+        self._show_selection()  # nothing selected yet: the caption and delete buttons wait for a photo
         self.refresh()
 
     # data --------------------------------------------------------------------------------------
@@ -212,6 +213,7 @@ class DatasetTab(QWidget):
         """Before the first query answers: as many thumbnail-sized empty cells as the characters list counts photos
         for the filter, when only the character filter is set (the other filters need the query)."""
         self.empty_note.hide()
+        self._show_summary(None)
         if flt != ImageFilter(character_id=flt.character_id) or issue is not None:
             self.count.setText("Loading photos…")
             return

@@ -19,10 +19,11 @@ from isengard_desktop.storage.jobs_repo import GenerationRow
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
 from isengard_desktop.ui.gallery import GalleryModel, GalleryView, PathRole, RowRole
 from isengard_desktop.ui.generate_form import GenerateForm
-from isengard_desktop.ui.training_form import chosen_remote, fill_run_on
+from isengard_desktop.ui.training_form import checking, chosen_remote, fill_run_on
 from isengard_desktop.ui.widgets import button, label
 
 PREVIEW_SIDE = 256
+GALLERY_HINT = "Your images appear here, newest first."
 
 
 def _engines(ctx: AppContext) -> list:
@@ -99,7 +100,7 @@ class GenerateTab(QWidget):
         gallery_box = QVBoxLayout(right)
         self.model = GalleryModel(self)
         self.view = GalleryView(self.model)
-        self.details = label("Your images appear here, newest first.", "muted")
+        self.details = label(GALLERY_HINT, "muted")
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.reuse_button = button("Reuse parameters")
         self.open_button = button("Open folder")
@@ -130,9 +131,12 @@ class GenerateTab(QWidget):
         self.reuse_button.clicked.connect(self.reuse)
         self.open_button.clicked.connect(self.open_folder)
         bridge.event.connect(self._on_event)
-        if later:
+        if later:  # what it is waiting for, never an empty gallery or engine list that looks final
             self.generate_button.setEnabled(False)
             self.status.setText("Reading the engines, your LoRAs and the gallery…")
+            checking(self.form.engine, "checking engines…")
+            checking(self.form.run_on, "checking…")
+            self.details.setText("Reading the gallery…")
         else:
             self.refresh()
 
@@ -156,6 +160,7 @@ class GenerateTab(QWidget):
         if self.job_id is None and not self.generate_button.isEnabled():  # waiting for this (``later``)
             self.generate_button.setEnabled(True)
             self.status.setText("")
+            self.details.setText(GALLERY_HINT)
         self.form.set_engines(engines, self.ctx.settings.default_image_engine)
         fill_run_on(self.form.run_on, self.ctx)
         self.form.set_lora_options(options, triggers, offer=self._offer)

@@ -47,7 +47,7 @@ def chosen_remote(combo: QComboBox) -> str | None:
     return value if is_remote(value) else None
 
 
-def _checking(combo: QComboBox, text: str) -> None:
+def checking(combo: QComboBox, text: str) -> None:
     """``combo`` says what it is waiting for: one item with no data, not selectable (nothing can start on it)."""
     combo.blockSignals(True)
     combo.clear()
@@ -141,9 +141,9 @@ class TrainingForm(QWidget):
         self.character.setCurrentIndex(max(self.character.findData(current), 0))
         self.character.blockSignals(False)
         if self.pending:
-            _checking(self.base_model, "checking base models…")
-            _checking(self.engine, "checking engines…")
-            _checking(self.run_on, "checking…")
+            checking(self.base_model, "checking base models…")
+            checking(self.engine, "checking engines…")
+            checking(self.run_on, "checking…")
         else:
             from isengard_desktop.core.engines import list_engines
             from isengard_desktop.core.training import base_models
@@ -230,8 +230,11 @@ class TrainingForm(QWidget):
         by_engine = predicted.get("vram_gb_by_engine", {})
         vram = by_engine.get(self.engine.currentData(), predicted.get("vram_gb", "?"))
         times = ", ".join(f"{gpu} {s:.1f} s/step" for gpu, s in predicted.get("seconds_per_step", {}).items() if s)
-        self.preset_info.setText(f"{load_preset(name).description}\nNeeds about {vram} GB of GPU memory with this "
-                                 f"engine; {times} (estimates).")
+        if self.pending:  # the memory depends on the engine: no figure until it is known
+            need = "The GPU memory it needs depends on the engine (checking the engines…)"
+        else:
+            need = f"Needs about {vram} GB of GPU memory with this engine"
+        self.preset_info.setText(f"{load_preset(name).description}\n{need}; {times} (estimates).")
         self.preset_info.setToolTip(predicted.get("source", ""))
 
     def overrides(self) -> dict:

@@ -129,6 +129,8 @@ def test_a_window_reopened_on_generate_waits_for_its_engines_before_generating(q
     tab = window.tabs.currentWidget()
     assert isinstance(tab, GenerateTab)
     assert not tab.generate_button.isEnabled() and tab.status.text().startswith("Reading the engines")
+    assert tab.form.engine.currentText() == "checking engines…" and tab.details.text() == "Reading the gallery…"
     qtbot.waitUntil(tab.generate_button.isEnabled, timeout=30_000)
     assert tab.form.engine.currentData() == "diffusers" and tab.status.text() == ""
+    assert tab.details.text() == "Your images appear here, newest first." and tab.form.run_on.currentText()
     assert tab.form.lora_note.text() == "No trained LoRA yet: train a character on the Training tab."
