@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QTabWidget, QWidget
 
 # The tabs in order: (attribute, title). settings.last_tab holds the title of the one the person last used.
@@ -53,6 +53,30 @@ def _import_step(name: str) -> Callable[[], None]:
             pass
 
     return step
+
+
+class AfterFirstFrame(QObject):
+    """Calls ``callback`` once, as soon as ``window``'s first frame is on screen: the turn of the event loop after
+    its first paint, or a second after it is first shown in case no paint comes (a window shown minimised)."""
+
+    def __init__(self, window: QWidget, callback: Callable[[], None]) -> None:
+        super().__init__(window)  # with the window as parent: nothing is called once it is gone
+        self._callback = callback
+        self._done = False
+        window.installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Type.Paint:
+            QTimer.singleShot(0, self, self._call)
+        elif event.type() == QEvent.Type.Show:
+            QTimer.singleShot(1000, self, self._call)
+        return False
+
+    def _call(self) -> None:
+        if not self._done:
+            self._done = True
+            self.parent().removeEventFilter(self)
+            self._callback()
 
 
 def run_steps(context: QObject, steps: list[Callable[[], None]], stopped: Callable[[], bool]) -> None:

@@ -3,7 +3,7 @@ the GPU and each engine's state."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QTimer, QUrl, Signal
+from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QStackedWidget, QTabWidget, QWidget
 
@@ -12,7 +12,7 @@ from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.base.mode import FAST_TEST, describe_mode, detect_gpu
 from isengard_desktop.context import AppContext
 from isengard_desktop.ui.bridge import JobBridge, run_in_background
-from isengard_desktop.ui.lazy_tabs import LazyTab, TabBook, import_steps, run_steps
+from isengard_desktop.ui.lazy_tabs import AfterFirstFrame, LazyTab, TabBook, import_steps, run_steps
 
 SERVICE_TEXT = {"stopped": "stopped", "starting": "starting…", "ready": "ready", "failed": "failed"}
 
@@ -53,7 +53,7 @@ class MainWindow(QMainWindow):
     def __init__(self, ctx: AppContext) -> None:
         super().__init__()
         self.ctx = ctx
-        self._shown = self._after_frame_done = self._closing = self._offer_jobs_asked = False
+        self._after_frame_done = self._closing = self._offer_jobs_asked = False
         self.setWindowTitle(f"{APP_NAME} — {ctx.volume.root}")
         self.resize(1240, 800)
         self.bridge = JobBridge()  # follows the job manager from _follow_jobs: it is not needed for the first frame
@@ -74,6 +74,7 @@ class MainWindow(QMainWindow):
                 self.show_first_run()
         self._build_menu()
         self._build_status_bar()
+        self._first_frame = AfterFirstFrame(self, self._after_first_frame)
 
     def _make_tab(self, name: str, for_first_frame: bool) -> QWidget:
         """The tab ``name``, wired to the others: what one changes, the others show. Its module is imported here,
@@ -138,22 +139,11 @@ class MainWindow(QMainWindow):
         if recovered or "training" in self.book.built or any(reattachable(job) for job in self.ctx.jobs.list()):
             self.training.offer_interrupted_jobs(recovered)
 
-    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        super().showEvent(event)
-        if not self._shown:
-            self._shown = True
-            # In case no paint comes (a window shown minimised): the deferred work still runs.
-            QTimer.singleShot(1000, self, self._after_first_frame)  # with self as context: not after it is gone
-
-    def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        super().paintEvent(event)
-        if not self._after_frame_done:
-            QTimer.singleShot(0, self, self._after_first_frame)  # once this frame is on screen
-
     def _after_first_frame(self) -> None:
         """What the first frame does not need (issue 14): the job manager, engine states, the GPU, ComfyUI,
         interrupted jobs, what the first tab left for later (lazy_tabs.py). One step per turn of the event loop:
-        together they would stall it (E6). The chart library loads when the Training tab has shown (training_tab.py)."""
+        together they would stall it (E6). The chart library loads once the Training tab is shown (training_tab.py).
+        """
         if self._after_frame_done:
             return
         self._after_frame_done = True
