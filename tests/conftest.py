@@ -184,6 +184,21 @@ def _name_the_group(item: pytest.Item, group: str) -> None:
     item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
+@pytest.fixture(autouse=True)
+def gui_thread_gc(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A Qt test collects cyclic garbage on the GUI thread only, as the app does (ui/gui_gc.py, E38): a job's reader
+    thread or a task's QThread must not destroy a window's Qt objects. Set up first, it ends last: after the windows
+    are closed and deleted, their garbage is collected here, on the GUI thread, before CPython collects again."""
+    if "qtbot" not in request.fixturenames:
+        yield
+        return
+    from isengard_desktop.ui.gui_gc import collect_on_gui_thread
+
+    collector = collect_on_gui_thread(request.getfixturevalue("qapp"))
+    yield
+    collector.stop()
+
+
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[AppContext]:
     """A fresh fast-test volume with its job manager, shut down after the test."""

@@ -78,6 +78,9 @@ def run_gui(volume_cli_value: str | None) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName(APP_NAME)
+    from isengard_desktop.ui.gui_gc import collect_on_gui_thread
+
+    collect_on_gui_thread(app)  # before any thread starts: Qt objects in garbage cycles die on this thread (E38)
     app.setStyleSheet(resource_path("style.qss").read_text(encoding="utf-8"))
     ctx = None
     while ctx is None:
