@@ -153,9 +153,10 @@ class JobBridge(QObject):
     state_changed = Signal(str, str)
     _deliver = Signal(str, object)
 
-    def __init__(self, jobs: JobManager | None = None) -> None:
-        """Follows ``jobs`` now, or the manager given to attach() later."""
-        super().__init__()
+    def __init__(self, jobs: JobManager | None = None, parent: QObject | None = None) -> None:
+        """Follows ``jobs`` now, or the manager given to attach() later. With a ``parent`` (the window) Qt owns it: a
+        reader thread dropping the last Python reference can then never destroy it off the GUI thread (E38)."""
+        super().__init__(parent)
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], dict] = {}
         self._closed = False
@@ -216,3 +217,30 @@ class JobBridge(QObject):
             self._pending.clear()
         if self._unsubscribe is not None:
             self._unsubscribe()
+
+
+class ThreadSignal(QObject):
+    """A value other threads hand to the GUI thread (an engine server's state changes) until close(): ``fired`` is
+    emitted on the GUI thread, and once close() returns no thread is inside an emit on this object, which its
+    parent may then delete (the same rule as JobBridge, E38)."""
+
+    fired = Signal(object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._home = threading.get_ident()
+
+    def emit(self, value: Any) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if threading.get_ident() != self._home:  # queued to the GUI thread: only posted, under the lock
+                self.fired.emit(value)
+                return
+        self.fired.emit(value)  # on the GUI thread the slot runs now, outside the lock (it may close this)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True

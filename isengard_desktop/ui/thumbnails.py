@@ -45,10 +45,13 @@ class ThumbnailCache(QObject):
         self.capacity = capacity
         self._cache: OrderedDict[Hashable, QPixmap] = OrderedDict()
         self._loading: set[Hashable] = set()
-        self._signals = _Signals()
-        self._signals.loaded.connect(self._on_loaded)
+        # The pool first: Qt deletes children in order, so the pool (which waits for its loads) goes before the
+        # signals they emit on. Owned by the cache, the signals are never destroyed by a load dropping the last
+        # Python reference on a pool thread (E38).
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
+        self._signals = _Signals(self)
+        self._signals.loaded.connect(self._on_loaded)
         self.placeholder = QPixmap(size)
         self.placeholder.fill(QColor("#262a31"))
 
