@@ -256,6 +256,7 @@ class TrainingTab(QWidget):
         super().showEvent(event)
         if self._character() is not None:
             self.update_verdict()
+        self._preload_chart()
 
     def _photo_answered(self, character_id: int, lines: list[str]) -> None:
         import time

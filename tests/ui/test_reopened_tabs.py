@@ -108,6 +108,8 @@ def test_a_window_reopened_on_dataset_never_says_a_character_with_photos_has_non
     watch.start(1)
     seen.append((tab.empty_note.isVisible(), tab.model.rowCount()))  # the first frame's
     assert tab.count.text() == f"Loading {count} photos…"
+    qtbot.mouseClick(tab.select_all, LEFT)  # the waiting cells are not photos: nothing to select or delete yet
+    assert tab.selected_images() == [] and not tab.delete_button.isEnabled()
     with qtbot.waitSignal(tab.reloaded, timeout=20_000):  # the photos read after the first frame
         pass
     qtbot.wait(50)
