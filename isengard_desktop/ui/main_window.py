@@ -171,12 +171,9 @@ class MainWindow(QMainWindow):
         from isengard_desktop.storage import settings as settings_store
 
         title = self.tabs.tabText(index)
-        # Read the file again first: a CLI command may have changed other settings while the window was open.
         self.ctx.settings.last_tab = title
-        try:
-            stored = settings_store.load(self.ctx.volume.settings_path)
-            stored.last_tab = title
-            settings_store.save(self.ctx.volume.settings_path, stored)
+        try:  # only this setting: a CLI command may have changed others while the window was open (E40)
+            settings_store.update(self.ctx.volume.settings_path, self.ctx.settings, last_tab=title)
         except Exception as exc:  # a full or read-only volume: forgetting the tab is fine, an error box is not
             import structlog
 
