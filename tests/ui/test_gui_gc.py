@@ -172,3 +172,26 @@ def test_the_app_collects_on_the_gui_thread(tmp_path: Path):
     proc = _run(["-c", code % str(tmp_path / "vol")], ISENGARD_MODE="fast-test", ISENGARD_EXIT_AFTER_SHOW="1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split()[-3:] == ["0", "False", "True"], proc.stdout
+
+
+def test_background_tasks_reuse_their_relays_instead_of_deleting_them(qtbot):
+    """Deleting each task's relay right after its task crashed the event loop under load (E38); a parent keeps as
+    many relays as it runs tasks at once, and every result still arrives, in the callbacks of its own task."""
+    from PySide6.QtWidgets import QWidget
+
+    from isengard_desktop.ui.bridge import _Relay, run_in_background
+
+    owner = QWidget()
+    qtbot.addWidget(owner)
+    results: list[tuple[str, int]] = []
+    gate = threading.Event()
+    for n in range(3):  # three at once
+        run_in_background(owner, lambda _p, _c, n=n: gate.wait(10) and n, on_done=lambda v: results.append(("a", v)))
+    gate.set()
+    qtbot.waitUntil(lambda: len(results) == 3 and len(owner._isengard_idle_relays) == 3, timeout=10_000)
+    for n in range(20):  # then one after another, as engine changes on the Generate tab
+        run_in_background(owner, lambda _p, _c, n=n: n, on_done=lambda v: results.append(("b", v)))
+        qtbot.waitUntil(lambda n=n: ("b", n) in results and len(owner._isengard_idle_relays) == 3, timeout=10_000)
+    assert sorted(v for k, v in results if k == "a") == [0, 1, 2]
+    assert [v for k, v in results if k == "b"] == list(range(20))
+    assert len(owner.findChildren(_Relay)) == 3 and not owner._isengard_tasks
