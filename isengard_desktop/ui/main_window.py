@@ -3,7 +3,7 @@ the GPU and each engine's state."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QUrl, Signal
+from PySide6.QtCore import QUrl
 from PySide6.QtGui import QAction, QDesktopServices
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QStackedWidget, QTabWidget, QWidget
 
@@ -11,7 +11,7 @@ from isengard_desktop import APP_NAME, __version__
 from isengard_desktop.base.errors import IsengardError
 from isengard_desktop.base.mode import FAST_TEST, describe_mode, detect_gpu
 from isengard_desktop.context import AppContext
-from isengard_desktop.ui.bridge import JobBridge, run_in_background
+from isengard_desktop.ui.bridge import JobBridge, ThreadSignal, run_in_background
 from isengard_desktop.ui.lazy_tabs import AfterFirstFrame, LazyTab, TabBook, import_steps, run_steps
 
 SERVICE_TEXT = {"stopped": "stopped", "starting": "starting…", "ready": "ready", "failed": "failed"}
@@ -41,12 +41,6 @@ def engine_states(ctx: AppContext) -> tuple[str, str]:
     return " · ".join(parts), "\n".join(tips)  # File → Settings shows details and installs
 
 
-class _ServiceRelay(QObject):
-    """Carries an engine server's state changes (reported on its threads) to the GUI thread."""
-
-    changed = Signal(object)
-
-
 class MainWindow(QMainWindow):
     characters, dataset, training, generate, jobs = LazyTab(), LazyTab(), LazyTab(), LazyTab(), LazyTab()
 
@@ -56,7 +50,9 @@ class MainWindow(QMainWindow):
         self._after_frame_done = self._closing = self._offer_jobs_asked = False
         self.setWindowTitle(f"{APP_NAME} — {ctx.volume.root}")
         self.resize(1240, 800)
-        self.bridge = JobBridge()  # follows the job manager from _follow_jobs: it is not needed for the first frame
+        # Follows the job manager from _follow_jobs (not needed for the first frame); owned by the window, so no
+        # reader thread dropping a reference can destroy it off the GUI thread (E38).
+        self.bridge = JobBridge(parent=self)
         self._trained_job: str | None = None  # the newest training that succeeded while Generate was not built yet
         self.bridge.event.connect(self._note_training)
         self.tabs = QTabWidget()
@@ -204,17 +200,19 @@ class MainWindow(QMainWindow):
         status bar follows them."""
         from isengard_desktop.core.engines import list_engines
 
-        self._service_relay = _ServiceRelay(self)
-        self._service_relay.changed.connect(self._service_changed)
+        # An engine server's state changes arrive on its threads; closed in closeEvent, so none is handed on while
+        # the window goes (E38).
+        self._service_relay = ThreadSignal(self)
+        self._service_relay.fired.connect(self._service_changed)
         unsubscribes = []
         for info in list_engines(self.ctx.volume):
             service = self.ctx.service(info.name)
             if service is None:
                 continue
-            unsubscribes.append(service.subscribe(self._service_relay.changed.emit))
+            unsubscribes.append(service.subscribe(self._service_relay.emit))
             if info.availability.available:
                 service.start()
-        self._unsubscribe_service = lambda: [unsubscribe() for unsubscribe in unsubscribes]
+        self._unsubscribe_service = lambda: [self._service_relay.close(), *(stop() for stop in unsubscribes)]
 
     def _build_menu(self) -> None:
         file_menu = self.menuBar().addMenu("&File")

@@ -195,3 +195,24 @@ def test_background_tasks_reuse_their_relays_instead_of_deleting_them(qtbot):
     assert sorted(v for k, v in results if k == "a") == [0, 1, 2]
     assert [v for k, v in results if k == "b"] == list(range(20))
     assert len(owner.findChildren(_Relay)) == 3 and not owner._isengard_tasks
+
+
+def test_the_window_owns_its_bridge_and_stops_handing_on_server_states_once_closed(qtbot, window):
+    from engines.interface import ServiceStatus
+
+    assert window.bridge.parent() is window and not Shiboken.ownedByPython(window.bridge)
+    qtbot.waitUntil(lambda: hasattr(window, "_service_relay"), timeout=20_000)  # after the first frame
+    relay, seen = window._service_relay, []
+    relay.fired.connect(lambda status: seen.append(status.state))
+
+    def from_a_server_thread(state: str) -> None:
+        thread = threading.Thread(target=relay.emit, args=(ServiceStatus(state),), name="comfyui-supervisor")
+        thread.start()
+        thread.join()
+
+    from_a_server_thread("starting")
+    qtbot.waitUntil(lambda: seen == ["starting"], timeout=5000)
+    window.close()
+    from_a_server_thread("stopped")  # a state change in flight as the window goes is not handed on
+    qtbot.wait(200)
+    assert seen == ["starting"]
