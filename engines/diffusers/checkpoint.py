@@ -11,6 +11,7 @@ temporary name and renamed whole, so a folder named ``step_*`` is always complet
 from __future__ import annotations
 
 import base64
+import io
 import json
 import random
 import re
@@ -59,7 +60,11 @@ def save_checkpoint(
         return target
     staging = atomic.staging_dir(root, target.name)
     (staging / "lora.safetensors").write_bytes(save(lora))
-    torch.save(optimizer, staging / "optimizer.pt")
+    # Serialised here, written by Python: torch's own file writer reports a full disk as "unexpected pos 64 vs 0",
+    # which no one can act on; Python's write says ENOSPC, which the worker turns into "free some space".
+    buffer = io.BytesIO()
+    torch.save(optimizer, buffer)
+    (staging / "optimizer.pt").write_bytes(buffer.getbuffer())
     state = {"format": FORMAT, "step": step, "rng": rng_state(), **extra}
     (staging / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
     atomic.publish_dir(staging, target)
