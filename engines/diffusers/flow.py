@@ -47,6 +47,7 @@ class FlowMatching:
         self.vae_shift = float(vae_shift)
         self.vae_scale = float(vae_scale)
         self._constants: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self._text_ids: dict[tuple[int, str], torch.Tensor] = {}
 
     def sample_sigmas(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(sigmas, timesteps) for a batch, both shaped [batch]."""
@@ -78,16 +79,15 @@ class FlowMatching:
         dtype: torch.dtype,
     ) -> torch.Tensor:
         """MSE between the transformer's predicted velocity and ``noise - latents`` (fp32)."""
-        from diffusers import FluxPipeline
-
         batch, channels, height, width = latents.shape
         device = latents.device
         sigma = sigmas.to(device=device, dtype=latents.dtype).view(batch, 1, 1, 1)
         noisy = (1.0 - sigma) * latents + sigma * noise
-        packed = FluxPipeline._pack_latents(noisy.to(dtype), batch, channels, height, width)
         # Position ids and the guidance input depend only on the batch's shape: made once per bucket.
         key = (batch, height, width, str(device), dtype)
         if key not in self._constants:
+            from diffusers import FluxPipeline
+
             image_ids = FluxPipeline._prepare_latent_image_ids(batch, height // 2, width // 2, device, dtype)
             guidance = None
             if getattr(transformer.config, "guidance_embeds", False):
@@ -95,7 +95,7 @@ class FlowMatching:
             self._constants[key] = (image_ids, guidance)
         image_ids, guidance = self._constants[key]
         prediction = transformer(
-            hidden_states=packed,
+            hidden_states=_pack(noisy.to(dtype), batch, channels, height, width),
             # The transformer multiplies by 1000 internally; the script passes timesteps / 1000.
             timestep=(timesteps / 1000.0).to(device=device, dtype=dtype),
             guidance=guidance,
@@ -109,6 +109,19 @@ class FlowMatching:
         target = noise - latents
         per_sample = ((prediction.float() - target.float()) ** 2).reshape(batch, -1).mean(dim=1)
         return per_sample.mean()
+
+    def text_ids(self, tokens: int, device: torch.device) -> torch.Tensor:
+        """FLUX's all-zero position ids of the text tokens, made once per length."""
+        key = (tokens, str(device))
+        if key not in self._text_ids:
+            self._text_ids[key] = torch.zeros(tokens, 3, device=device)
+        return self._text_ids[key]
+
+
+def _pack(latents: torch.Tensor, batch: int, channels: int, height: int, width: int) -> torch.Tensor:
+    """FLUX's 2x2 patches, as ``FluxPipeline._pack_latents``: [B, C, H, W] to [B, H/2 * W/2, C * 4]."""
+    patches = latents.view(batch, channels, height // 2, 2, width // 2, 2).permute(0, 2, 4, 1, 3, 5)
+    return patches.reshape(batch, (height // 2) * (width // 2), channels * 4)
 
 
 def _unpack(packed: torch.Tensor, batch: int, channels: int, height: int, width: int) -> torch.Tensor:

@@ -49,6 +49,7 @@ class Run:
     sampler: Sampler | None
     start_step: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    params: list[torch.nn.Parameter] = field(default_factory=list)  # the optimizer's, listed at the first step
 
     @property
     def output_dir(self) -> Path:
@@ -210,6 +211,7 @@ def train_step(run: Run, step: int) -> float:
     """One optimizer step on the batch of ``step`` (0-based); returns the loss."""
     if not run.timings:
         run.timings["started"] = time.perf_counter()
+        run.params = [p for group in run.optimizer.param_groups for p in group["params"]]
     members = run.order.batch(step)
     generator = torch.Generator(device="cpu").manual_seed(derive_seed(run.spec.seed, "step", step))
     device, dtype = run.runtime.device, run.runtime.dtype
@@ -221,17 +223,9 @@ def train_step(run: Run, step: int) -> float:
     latents = run.flow.scale_latents(torch.stack(raw)).to(device)
     noise = torch.randn(latents.shape, generator=generator).to(device)
     sigmas, timesteps = run.flow.sample_sigmas(len(members), generator)
-    embeddings = [run.texts[run.samples[i].caption] for i in members]
-    prompt_embeds = torch.cat([e.prompt_embeds for e in embeddings]).to(device)
-    text = Conditioning(
-        prompt_embeds=prompt_embeds,
-        pooled=torch.cat([e.pooled for e in embeddings]).to(device),
-        text_ids=torch.zeros(prompt_embeds.shape[1], 3, device=device),
-    )
-    loss = run.flow.loss(run.transformer, latents, noise, sigmas, timesteps, text, dtype)
+    loss = run.flow.loss(run.transformer, latents, noise, sigmas, timesteps, _conditioning(run, members), dtype)
     loss.backward()
-    params = [p for group in run.optimizer.param_groups for p in group["params"]]
-    torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+    torch.nn.utils.clip_grad_norm_(run.params, MAX_GRAD_NORM)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
     value = float(loss.detach().item())
@@ -241,6 +235,19 @@ def train_step(run: Run, step: int) -> float:
             f"({run.spec.learning_rate}) and train again."
         )
     return value
+
+
+def _conditioning(run: Run, members: list[int]) -> Conditioning:
+    """The batch's text side; a batch of one (the presets') uses its caption's tensors as they are, no copy."""
+    device = run.runtime.device
+    embeddings = [run.texts[run.samples[i].caption] for i in members]
+    if len(embeddings) == 1:
+        prompt_embeds, pooled = embeddings[0].prompt_embeds.to(device), embeddings[0].pooled.to(device)
+    else:
+        prompt_embeds = torch.cat([e.prompt_embeds for e in embeddings]).to(device)
+        pooled = torch.cat([e.pooled for e in embeddings]).to(device)
+    return Conditioning(prompt_embeds=prompt_embeds, pooled=pooled,
+                        text_ids=run.flow.text_ids(prompt_embeds.shape[1], device))
 
 
 def report_progress(run: Run, done: int, loss: float) -> None:
