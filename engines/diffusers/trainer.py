@@ -66,12 +66,15 @@ def train(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop) -> str:
         output_dir=spec.output_dir,
         resume=spec.resume,
     )
+    setup_started = time.perf_counter()
     try:
         run = prepare(spec, emit, should_stop)
     except _StoppedDuringSetup:
         # Nothing was trained yet, so there is nothing to save; a resume starts the set-up again.
         log.info("training_cancelled", step=0, during="setup")
         return "cancelled"
+    # The set-up's length, and the moment the loop starts (bench/train_overhead.py reads this line's timestamp).
+    log.info("training_loop_started", step=run.start_step, setup_seconds=round(time.perf_counter() - setup_started, 2))
     for step in range(run.start_step, spec.steps):
         if should_stop():
             save_checkpoint(run, step)
