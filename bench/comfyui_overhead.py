@@ -61,49 +61,58 @@ def measure(runs: int = 5, steps: int = 60) -> list[dict]:
     url = supervisor.status().url
     client = ComfyUIClient(url)
     choice = ModelChoice(checkpoint=CHECKPOINT_NAME)
-    app_times, direct_times, inprocess_times = [], [], []
     workflow_file, direct_png = volume / "direct-workflow.json", volume / "direct.png"
+
+    def app(seed: int) -> None:
+        out = subprocess.run([sys.executable, "-m", "isengard_desktop", "--volume", str(volume), "generate",
+                              "--prompt", "a photo", "--engine", "comfyui", "--seed", str(seed),
+                              "--steps", str(steps), "--json"],
+                             env=env, capture_output=True, text=True, check=False)
+        result = json.loads(out.stdout or "{}")
+        if out.returncode or result.get("state") != "succeeded":
+            raise SystemExit(f"isengard generate failed: {out.stdout[-800:]} {out.stderr[-800:]}")
+
+    def workflow(seed: int) -> dict:
+        request = build_request(Volume.open(volume), "fast-test", "comfyui", "a photo", seed=seed, steps=steps)
+        return build_workflow(request, choice)
+
+    def direct(seed: int) -> None:
+        subprocess.run([sys.executable, str(ROOT / "bench" / "_direct_comfyui.py"), url, str(workflow_file),
+                        str(direct_png)], check=True, capture_output=True)
+
+    def inprocess(seed: int) -> None:
+        connection = client.connect()
+        images: list = []
+        prompt_id = client.submit(workflow(seed))
+        client.follow(connection, prompt_id, lambda e, found=images: found.extend(e.get("images", [])),
+                      lambda: False)
+        for image in images:
+            client.view(image["filename"], image["subfolder"], image["type"])
+        connection.close(timeout=0)  # as the app does: no wait for ComfyUI's goodbye
+
+    paths = {"app": app, "direct script": direct, "in-process": inprocess}
+    times: dict[str, list[float]] = {name: [] for name in paths}
     try:
-        for run in range(runs + 1):  # the first round warms both paths up and is not counted
-            seed = 1000 + 3 * run  # each of the three paths its own seed: ComfyUI would answer a repeat from its cache
-            started = time.perf_counter()
-            out = subprocess.run([sys.executable, "-m", "isengard_desktop", "--volume", str(volume), "generate",
-                                  "--prompt", "a photo", "--engine", "comfyui", "--seed", str(seed),
-                                  "--steps", str(steps), "--json"],
-                                 env=env, capture_output=True, text=True, check=False)
-            app = time.perf_counter() - started
-            result = json.loads(out.stdout or "{}")
-            if out.returncode or result.get("state") != "succeeded":
-                raise SystemExit(f"isengard generate failed: {out.stdout[-800:]} {out.stderr[-800:]}")
-            request = build_request(Volume.open(volume), "fast-test", "comfyui", "a photo", seed=seed + 1,
-                                    steps=steps)
-            workflow_file.write_text(json.dumps(build_workflow(request, choice)), encoding="utf-8")
-            started = time.perf_counter()
-            subprocess.run([sys.executable, str(ROOT / "bench" / "_direct_comfyui.py"), url, str(workflow_file),
-                            str(direct_png)], check=True, capture_output=True)
-            direct = time.perf_counter() - started
-            request = build_request(Volume.open(volume), "fast-test", "comfyui", "a photo", seed=seed + 2,
-                                    steps=steps)
-            started = time.perf_counter()
-            connection = client.connect()
-            images: list = []
-            prompt_id = client.submit(build_workflow(request, choice))
-            client.follow(connection, prompt_id, lambda e, found=images: found.extend(e.get("images", [])),
-                          lambda: False)
-            for image in images:
-                client.view(image["filename"], image["subfolder"], image["type"])
-            connection.close(timeout=0)  # as the app does: no wait for ComfyUI's goodbye
-            inprocess = time.perf_counter() - started
-            if run:
-                app_times.append(app)
-                direct_times.append(direct)
-                inprocess_times.append(inprocess)
-            print(f"run {run}: app {app:.2f} s, direct script {direct:.2f} s, in-process {inprocess:.2f} s"
+        for run in range(runs + 1):  # the first round warms every path up and is not counted
+            # The order turns each round: ComfyUI's garbage collection (~0.3 s, at most every 10 s) falls on
+            # whichever request comes next, so a fixed order would hand it to the same path every round.
+            order = list(paths)[run % 3:] + list(paths)[:run % 3]
+            took = {}
+            for offset, name in enumerate(order):
+                seed = 1000 + 3 * run + offset  # each its own: ComfyUI would answer a repeated seed from its cache
+                if name == "direct script":
+                    workflow_file.write_text(json.dumps(workflow(seed)), encoding="utf-8")
+                started = time.perf_counter()
+                paths[name](seed)
+                took[name] = time.perf_counter() - started
+                if run:
+                    times[name].append(took[name])
+            print(f"run {run}: " + ", ".join(f"{name} {took[name]:.2f} s" for name in paths)
                   + ("" if run else " (warm-up)"))
     finally:
         supervisor.stop()
-    app_m, direct_m = statistics.median(app_times), statistics.median(direct_times)
-    inprocess_m = statistics.median(inprocess_times)
+    app_times = times["app"]
+    app_m, direct_m, inprocess_m = (statistics.median(times[name]) for name in paths)
     return [{"name": f"E7 generate --engine comfyui, {steps} steps", "figure": app_m, "reference": direct_m,
              "reference_name": "ComfyUI driven directly by a script", "max_ratio": 1.05, "max_figure": None,
              "unit": "s", "spread": (min(app_times), max(app_times)),
