@@ -189,7 +189,8 @@ def _run_engine(job: dict[str, Any], channel: Channel) -> str:
 def run_job(job_dir: Path, channel: Channel) -> str:
     """Run the job of ``job_dir`` to its end; emits its events and the one final ``done``, returns the final state."""
     job = json.loads((job_dir / protocol.JOB_FILE).read_text(encoding="utf-8"))
-    if job["kind"] != "download":  # a download uses no GPU: its chart is bytes, not VRAM
+    if job["kind"] == "training":  # the Training tab charts the machine's load; no other job's view shows it (E7:
+        # a generation run in the CLI's own process paid psutil's import and its samples beside ComfyUI's work)
         threading.Thread(target=_stats_loop, args=(channel,), daemon=True, name="stats").start()
     started = time.monotonic()
     structlog.contextvars.bind_contextvars(job_id=job["job_id"])
