@@ -264,7 +264,11 @@ def _buffer_events() -> None:
     The app starts workers with PYTHONUNBUFFERED, so the log on stderr and a library's stray output arrive at
     once; on stdout that made every progress line a write and a wake-up of the app: ~0.1 ms of a tiny model's
     6.5 ms step (E5)."""
-    sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(sys.stdout.fileno(), "w", closefd=False), 1 << 16),
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stdout (a windowed bundle): leave it as it is
+        return
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(descriptor, "w", closefd=False), 1 << 16),
                                   encoding="utf-8", errors="replace", newline="\n")
 
 
