@@ -67,7 +67,7 @@ def main() -> None:
     benches = {
         "startup": lambda: startup.measure(3 if quick else 7),
         "stall": lambda: startup_stall.measure(3 if quick else 5),
-        "train": lambda: train_overhead.measure(200, 1 if quick else 9),
+        "train": lambda: train_overhead.measure(200, 1 if quick else 15),
         "comfyui": lambda: comfyui_overhead.measure(2 if quick else 9, 60),
     }
     rows: list[dict] = []

@@ -104,15 +104,15 @@ def measure(steps: int = 200, repeats: int = 3) -> list[dict]:
     model = volume / "models" / "tiny-flux"
     app_walls, app_same, app_steps, extras, plain_walls, plain_steps = [], [], [], [], [], []
     app_parts, plain_parts = [], []  # (before the first step, after the last step), seconds
-    for _ in range(repeats):  # interleaved: load from other processes falls on both alike
+    def run_app() -> None:
         wall, loop_started, per_step = app_run(volume, steps)
         app_walls.append(wall)
         extras.append(extras_seconds(volume))
         app_same.append(wall - extras[-1])
         app_steps.append(per_step)
-        before = loop_started
-        app_parts.append((before, wall - before - per_step * steps - extras[-1]))
+        app_parts.append((loop_started, wall - loop_started - per_step * steps - extras[-1]))
 
+    def run_plain() -> None:
         spawned = time.time()
         plain = subprocess.run([sys.executable, str(ROOT / "bench" / "_plain_flux_loop.py"), str(model), str(photos),
                                 str(steps), str(work / "plain")], capture_output=True, text=True, check=True)
@@ -121,6 +121,12 @@ def measure(steps: int = 200, repeats: int = 3) -> list[dict]:
         plain_walls.append(ended - spawned)
         plain_steps.append(result["s_per_step"])
         plain_parts.append((result["loop_start"] - spawned, ended - result["loop_end"]))
+
+    # Interleaved, and each side goes first every other round: this machine's speed drifts by ±10 % from one
+    # process to the next (the host's other load), and that falls on both alike.
+    for repeat in range(repeats):
+        for run in ((run_app, run_plain) if repeat % 2 == 0 else (run_plain, run_app)):
+            run()
     med = statistics.median
     return [
         {"name": f"E5 train {steps} steps, whole run", "figure": med(app_same), "reference": med(plain_walls),
