@@ -19,7 +19,8 @@ def main() -> None:
     url, workflow_path, out = sys.argv[1], sys.argv[2], sys.argv[3]
     client_id = str(uuid.uuid4())
     ws = websocket.create_connection(f"ws{url[len('http'):]}/ws?clientId={client_id}", skip_utf8_validation=True)
-    body = json.dumps({"prompt": json.load(open(workflow_path)), "client_id": client_id}).encode()
+    with open(workflow_path, encoding="utf-8") as handle:
+        body = json.dumps({"prompt": json.load(handle), "client_id": client_id}).encode()
     request = urllib.request.Request(f"{url}/prompt", data=body, headers={"Content-Type": "application/json"})
     prompt_id = json.loads(urllib.request.urlopen(request).read())["prompt_id"]
     images = []

@@ -47,9 +47,9 @@ class Run:
     transformer: torch.nn.Module
     optimizer: torch.optim.Optimizer
     sampler: Sampler | None
+    params: list[torch.nn.Parameter]  # the LoRA's, which the optimizer updates and the step clips
     start_step: int = 0
     timings: dict[str, float] = field(default_factory=dict)
-    params: list[torch.nn.Parameter] = field(default_factory=list)  # the optimizer's, listed at the first step
 
     @property
     def output_dir(self) -> Path:
@@ -163,6 +163,7 @@ def prepare(spec: TrainingSpec, emit: Emit, should_stop: ShouldStop = lambda: Fa
         transformer,
         optimizer,
         sampler,
+        params,
     )
     if resume_from is not None:
         restore(run, resume_from)
@@ -214,7 +215,6 @@ def train_step(run: Run, step: int) -> float:
     """One optimizer step on the batch of ``step`` (0-based); returns the loss."""
     if not run.timings:
         run.timings["started"] = time.perf_counter()
-        run.params = [p for group in run.optimizer.param_groups for p in group["params"]]
     members = run.order.batch(step)
     generator = torch.Generator(device="cpu").manual_seed(derive_seed(run.spec.seed, "step", step))
     device, dtype = run.runtime.device, run.runtime.dtype
